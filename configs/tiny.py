@@ -1,0 +1,50 @@
+"""Tiny GPT on the Python language reference (`pydoc_data`); the end-to-end smoke run on a CPU.
+
+  python -m gptjax.main --config configs/tiny.py
+
+Trains a 512-token BPE and a 2-layer GPT on the reference text every CPython ships, so it needs
+no network and no data files. MEASURED_TINY
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.data = dict(corpus="pydoc", val_fraction=0.1)
+    c.tokenizer = dict(path="", vocab_size=512, pattern="gpt4")
+    c.model = dict(
+        vocab_size=c.tokenizer.get_ref("vocab_size"),
+        block_size=64,
+        n_layer=2,
+        n_head=4,
+        n_embd=128,
+        mlp_ratio=4,
+        dropout=0.0,
+        bias=False,
+        pos_encoding="learned",
+        norm="layernorm",
+        tie_embeddings=True,
+        dtype="float32",
+        param_dtype="float32",
+        attention="reference",
+    )
+    c.opt = dict(
+        lr=2e-3, min_lr=2e-4, warmup_steps=50, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0
+    )
+    c.train = dict(
+        steps=1000,
+        batch_size=16,
+        grad_accum=1,
+        steps_per_call=10,
+        eval_every=250,
+        eval_batches=20,
+        log_every=10,
+        checkpoint_every=500,
+        keep_checkpoints=2,
+    )
+    c.sample = dict(
+        prompt="The ", max_new_tokens=100, temperature=0.8, top_k=0, top_p=0.95, num_samples=2
+    )
+    return c
