@@ -1,0 +1,54 @@
+"""Byte-level BPE tokenization, tutorial part 1: text becomes numbers.
+
+Pure functions over a frozen ``Tokenizer`` value, matching OpenAI's tiktoken token for token::
+
+    from gptjax import tokenizer as tk
+
+    tok = tk.train(texts, vocab_size=512, pattern="gpt4")
+    ids = tk.encode(tok, "Le chat")            # tiktoken's special-token semantics
+    text = tk.decode(tok, ids)
+    tk.save(tok, "tokenizer.bpe"); tok = tk.load("tokenizer.bpe")
+    enc = tk.to_tiktoken(tok)                  # a tiktoken.Encoding, identical ids
+    ids_T = tk.encode_corpus(tok, corpus)      # bulk, numpy, through tiktoken's engine
+
+Modules: ``patterns`` (pre-tokenization regexes), ``vocab`` (the value and the id layout),
+``trainer`` (learning merges), ``encoder`` (the reference encoder and decoder), ``serialization``
+(gptjax's file format and tiktoken rank files), ``bridge`` (tiktoken), ``__main__`` (the CLI).
+"""
+
+from gptjax.tokenizer.bridge import encode_corpus, to_tiktoken
+from gptjax.tokenizer.encoder import decode, decode_bytes, encode, encode_ordinary
+from gptjax.tokenizer.patterns import PATTERNS
+from gptjax.tokenizer.serialization import load, load_tiktoken, save, save_tiktoken
+from gptjax.tokenizer.trainer import train
+from gptjax.tokenizer.vocab import (
+    BOS,
+    DEFAULT_SPECIALS,
+    EOS,
+    FIRST_MERGE_ID,
+    PAD,
+    UNK,
+    Tokenizer,
+)
+
+__all__ = [
+    "BOS",
+    "DEFAULT_SPECIALS",
+    "EOS",
+    "FIRST_MERGE_ID",
+    "PAD",
+    "PATTERNS",
+    "UNK",
+    "Tokenizer",
+    "decode",
+    "decode_bytes",
+    "encode",
+    "encode_corpus",
+    "encode_ordinary",
+    "load",
+    "load_tiktoken",
+    "save",
+    "save_tiktoken",
+    "to_tiktoken",
+    "train",
+]

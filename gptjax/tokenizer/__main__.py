@@ -1,0 +1,194 @@
+"""Command line for the tokenizer (tutorial part 1: byte-level BPE).
+
+  python -m gptjax.tokenizer train --input FILE... --vocab-size N --pattern gpt4 --out tok.bpe
+  python -m gptjax.tokenizer encode --tokenizer tok.bpe [--input FILE]     (ids on stdout)
+  python -m gptjax.tokenizer decode --tokenizer tok.bpe < ids.txt          (text on stdout)
+  python -m gptjax.tokenizer show --tokenizer tok.bpe --text "xkzbrt"
+  python -m gptjax.tokenizer parity --tokenizer tok.bpe --input FILE...
+
+``--tokenizer`` takes a gptjax file or a tiktoken rank file; for the latter add ``--pattern`` and
+``--special NAME=ID`` (e.g. GPT-2: ``--pattern gpt2 --special '<|endoftext|>=50256'``).
+User mistakes print one ``error:`` line and exit with status 2; a parity mismatch exits 1.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+from gptjax import tokenizer as tk
+
+# Background colours cycled over tokens when stdout is a terminal.
+_COLOURS = ["\x1b[48;5;153m", "\x1b[48;5;222m", "\x1b[48;5;151m", "\x1b[48;5;217m"]
+_RESET = "\x1b[0m"
+
+
+def read_text(path: str) -> str:
+    """Reads a UTF-8 file; ValueError naming the file and byte offset if it is not UTF-8."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path!r}: {e.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path!r} is not UTF-8: byte {e.start} (0x{data[e.start]:02x}) cannot be decoded. "
+            "Convert the file to UTF-8 first (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def _parse_specials(items: list[str]) -> dict[str, int]:
+    specials = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name or not value.isdigit():
+            raise ValueError(
+                f"--special expects NAME=ID (e.g. '<|endoftext|>=50256'), got {item!r}"
+            )
+        specials[name] = int(value)
+    return specials
+
+
+def _load(args) -> tk.Tokenizer:
+    specials = _parse_specials(args.special)
+    return tk.load(args.tokenizer, pattern=args.pattern, special_tokens=specials or None)
+
+
+def cmd_train(args) -> int:
+    texts = [read_text(p) for p in args.input]
+    start = time.perf_counter()
+    tok = tk.train(texts, args.vocab_size, args.pattern)
+    seconds = time.perf_counter() - start
+    tk.save(tok, args.out)
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts)
+    print(
+        f"trained {len(tok.merges)} merges (vocab_size {tok.vocab_size}, pattern {tok.pattern}) "
+        f"on {n_bytes:,} bytes in {seconds:.2f} s -> {args.out}"
+    )
+    return 0
+
+
+def cmd_encode(args) -> int:
+    tok = _load(args)
+    text = read_text(args.input) if args.input else sys.stdin.read()
+    allowed = "all" if args.allow_special else frozenset()
+    print(" ".join(map(str, tk.encode(tok, text, allowed_special=allowed))))
+    return 0
+
+
+def cmd_decode(args) -> int:
+    tok = _load(args)
+    words = (read_text(args.input) if args.input else sys.stdin.read()).split()
+    if not all(w.isdigit() for w in words):
+        bad = next(w for w in words if not w.isdigit())
+        raise ValueError(f"decode reads token ids separated by spaces; {bad!r} is not an id")
+    sys.stdout.write(tk.decode(tok, [int(w) for w in words]))
+    return 0
+
+
+def render(tok: tk.Tokenizer, ids: list[int], colour: bool) -> str:
+    """The text with token boundaries visible: colours, or [brackets] around each token."""
+    pieces = []
+    for k, i in enumerate(ids):
+        # A token may hold part of a UTF-8 character: show such bytes as replacement characters.
+        text = tok.token_bytes(i).decode("utf-8", errors="replace")
+        text = text.replace("\n", "\\n").replace("\t", "\\t")
+        pieces.append(f"{_COLOURS[k % len(_COLOURS)]}{text}{_RESET}" if colour else f"[{text}]")
+    return "".join(pieces)
+
+
+def cmd_show(args) -> int:
+    tok = _load(args)
+    ids = tk.encode(tok, args.text, allowed_special="all")
+    n_bytes = len(args.text.encode("utf-8"))
+    print(render(tok, ids, colour=sys.stdout.isatty()))
+    print(f"ids: {' '.join(map(str, ids))}")
+    per = f"{n_bytes / len(ids):.2f}" if ids else "-"
+    print(f"{len(ids)} tokens, {n_bytes} bytes, {per} bytes/token")
+    return 0
+
+
+def cmd_parity(args) -> int:
+    tok = _load(args)
+    enc = tk.to_tiktoken(tok)
+    ok = True
+    for path in args.input:
+        text = read_text(path)
+        ours = tk.encode_ordinary(tok, text)
+        theirs = enc.encode_ordinary(text)
+        if ours == theirs:
+            verdict = "identical"
+        else:
+            ok = False
+            k = next(
+                (j for j, (x, y) in enumerate(zip(ours, theirs, strict=False)) if x != y), None
+            )
+            k = min(len(ours), len(theirs)) if k is None else k
+            context = tk.decode(tok, ours[max(0, k - 5) : k + 5])
+            verdict = (
+                f"MISMATCH at token {k}: gptjax {ours[k : k + 3]} vs tiktoken {theirs[k : k + 3]}"
+                f" near {context!r}"
+            )
+        name = os.path.basename(path)
+        print(f"{name}: {len(text.encode('utf-8')):,} bytes, {len(ours):,} tokens, {verdict}")
+    return 0 if ok else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m gptjax.tokenizer", description=__doc__.split("\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="learn a vocabulary from text files")
+    train.add_argument("--input", nargs="+", required=True, metavar="FILE")
+    train.add_argument("--vocab-size", type=int, required=True)
+    train.add_argument("--pattern", default="gpt4", help="gpt2, gpt4 or none (default gpt4)")
+    train.add_argument("--out", required=True, help="where to write the tokenizer (.bpe)")
+    train.set_defaults(func=cmd_train)
+
+    def with_tokenizer(name, func, help_):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--tokenizer", required=True, help="gptjax .bpe file or .tiktoken rank file")
+        p.add_argument("--pattern", default=None, help="for a .tiktoken file: gpt2, gpt4 or none")
+        p.add_argument(
+            "--special",
+            action="append",
+            default=[],
+            metavar="NAME=ID",
+            help="for a .tiktoken file: a special token, repeatable",
+        )
+        p.set_defaults(func=func)
+        return p
+
+    enc = with_tokenizer("encode", cmd_encode, "print the ids of a text (stdin or --input)")
+    enc.add_argument("--input", default=None, metavar="FILE")
+    enc.add_argument(
+        "--allow-special", action="store_true", help="encode special-token text as specials"
+    )
+    dec = with_tokenizer("decode", cmd_decode, "print the text of ids (stdin or --input)")
+    dec.add_argument("--input", default=None, metavar="FILE")
+    show = with_tokenizer("show", cmd_show, "show token boundaries in a text")
+    show.add_argument("--text", required=True)
+    par = with_tokenizer("parity", cmd_parity, "compare the pure encoder with tiktoken on files")
+    par.add_argument("--input", nargs="+", required=True, metavar="FILE")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns the exit status (2 for a user mistake)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "train" and args.pattern not in tk.PATTERNS:
+        parser.error(f"unknown pattern {args.pattern!r}: use one of {', '.join(tk.PATTERNS)}")
+    try:
+        return args.func(args)
+    except ValueError as e:
+        print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
