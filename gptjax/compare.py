@@ -112,7 +112,7 @@ def summarize(run: Run) -> dict[str, Any]:
 
 
 def table(runs: Sequence[Run], diff: Sequence[str]) -> str:
-    """Returns the comparison as a Markdown table, padded so it also reads well in a terminal."""
+    """Returns the comparison table: one row per run, a column per differing key."""
     short = short_keys(diff)
     header = ["run", *(short[k] for k in diff), "params", "steps", "tokens seen", "wall time"]
     header += ["tokens/s", "best val loss", "final val loss", "best val bpb", "final val bpb"]
@@ -126,12 +126,15 @@ def table(runs: Sequence[Run], diff: Sequence[str]) -> str:
             + [format_loss(s[k]) for k in ("best_val_loss", "final_val_loss")]
             + [format_loss(s[k]) for k in ("best_val_bpb", "final_val_bpb")]
         )
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    line = lambda cells: (
-        "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-    )
+    return markdown_table(header, rows)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Returns a Markdown table with padded columns, so it also reads well in a terminal."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+    cells = lambda row: " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+    return "\n".join([f"| {cells(header)} |", rule, *(f"| {cells(r)} |" for r in rows)])
 
 
 def notes(runs: Sequence[Run], diff: Sequence[str], metric: str) -> list[str]:

@@ -19,6 +19,7 @@ the experiment file).
 import argparse
 import dataclasses
 import datetime
+import difflib
 import importlib.util
 import json
 import re
@@ -60,6 +61,25 @@ class Experiment:
     analyze: Callable[[dict[str, Run]], str] | None
 
 
+def _import_file(path: Path, prefix: str):
+    spec = importlib.util.spec_from_file_location(f"{prefix}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def config_from_file(path: str | Path) -> ml_collections.ConfigDict:
+    """Returns ``get_config()`` of a config file such as ``configs/tiny.py``.
+
+    Experiment files build their base config this way, so the sweep starts from a config that
+    ``python -m gptjax.main --config`` also runs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} not found")
+    return _import_file(path, "gptjax_config").get_config()
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Imports an experiment file and checks its shape.
 
@@ -70,9 +90,7 @@ def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"experiment file {path} not found (expected e.g. experiments/heads.py)")
-    spec = importlib.util.spec_from_file_location(f"gptjax_experiment_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _import_file(path, "gptjax_experiment")
     get_config = getattr(module, "get_config", None)
     variants = getattr(module, "VARIANTS", None)
     if not callable(get_config) or not isinstance(variants, Mapping) or not variants:
@@ -121,7 +139,7 @@ def apply_overrides(
             if not isinstance(node, ml_collections.ConfigDict):
                 break
         if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-            close = [k for k in known if k.rsplit(".", 1)[-1] == leaf]
+            close = difflib.get_close_matches(key, known, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ValueError(f"{where}: unknown config key {key!r}.{hint}")
         if isinstance(node[leaf], ml_collections.ConfigDict):
