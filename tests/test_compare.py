@@ -10,10 +10,10 @@ import math
 
 import pytest
 from PIL import Image
+from tiny_runs import train_tiny
 
 from gptjax import compare
 from gptjax.rundir import flatten, load_run, read_metrics
-from tiny_runs import train_tiny
 
 
 def write_run(path, config, records, tail=""):
