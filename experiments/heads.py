@@ -1,0 +1,65 @@
+"""Number of attention heads (tutorial part 5): 1, 2, 4 and 8 heads at a fixed width of 128.
+
+  python -m gptjax.experiment experiments/heads.py
+
+The same small GPT (2 layers, width 128, block of 64 tokens, 512-token BPE) on Tiny Shakespeare,
+for the same number of training tokens. Only the number of heads changes, so the head size goes
+128, 64, 32, 16 and the parameter count stays the same: the heads split the width, they do not add
+to it.
+"""
+
+from pathlib import Path
+
+from gptjax import compare
+from gptjax.experiment import apply_overrides, config_from_file
+
+BASE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare.py"
+
+SMALL = {
+    "tokenizer.vocab_size": 512,
+    "model.block_size": 64,
+    "model.n_layer": 2,
+    "model.n_head": 4,
+    "model.n_embd": 128,
+    "model.dropout": 0.0,
+    "opt.lr": 2e-3,
+    "opt.min_lr": 2e-4,
+    "opt.warmup_steps": 50,
+    "train.steps": 600,
+    "train.batch_size": 16,
+    "train.steps_per_call": 10,
+    "train.eval_every": 100,
+    "train.eval_batches": 20,
+    "train.checkpoint_every": 300,
+    "sample.max_new_tokens": 100,
+    "sample.num_samples": 1,
+}
+
+VARIANTS = {f"h{n}": {"model.n_head": n} for n in (1, 2, 4, 8)}
+
+
+def get_config():
+    return apply_overrides(config_from_file(BASE), SMALL, "experiments/heads.py")
+
+
+def analyze(runs):
+    """Two or three sentences on what the numbers show."""
+    facts = {name: compare.summarize(run) for name, run in runs.items()}
+    ranked = sorted(facts, key=lambda n: facts[n]["final_val_bpb"])
+    listing = ", ".join(f"{n} {facts[n]['final_val_bpb']:.3f}" for n in ranked)
+    params = {facts[n]["params"] for n in facts}
+    same = (
+        f"All variants have the same {compare.format_count(params.pop())} parameters."
+        if len(params) == 1
+        else "The parameter counts differ: "
+        + ", ".join(f"{n} {compare.format_count(facts[n]['params'])}" for n in facts)
+        + "."
+    )
+    speed = ", ".join(f"{n} {compare.format_count(facts[n]['tokens_per_sec'])}" for n in facts)
+    findings = (
+        f"{same} Final validation bits per byte, from lowest to highest: {listing} "
+        f"(gap {facts[ranked[-1]]['final_val_bpb'] - facts[ranked[0]]['final_val_bpb']:.3f}, "
+        "one seed per variant). "
+        f"Median training throughput in tokens/s: {speed} (a shared machine: indicative only)."
+    )
+    return "## What the measurements show\n\n" + findings

@@ -1,0 +1,110 @@
+"""Vocabulary size (tutorial question 3): with a larger vocab_size, are sequences shorter?
+
+  python -m gptjax.experiment experiments/vocab_size.py
+
+Four tokenizers trained on the Tiny Shakespeare training split: bytes only (260 ids: 256 bytes and
+4 special tokens, no merges), then BPE with 512, 1024 and 4096 ids. The same small GPT (2 layers,
+width 128, block of 64 tokens) trains on each for the same number of tokens (steps × batch ×
+block). Bytes per token and token counts are measured on the validation split and on a fixed
+passage; validation bits per byte compares the models on one axis whatever their vocabulary.
+"""
+
+from pathlib import Path
+
+from gptjax import compare, data
+from gptjax import tokenizer as tk
+from gptjax.experiment import apply_overrides, config_from_file
+
+BASE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare.py"
+
+SMALL = {
+    "model.block_size": 64,
+    "model.n_layer": 2,
+    "model.n_head": 4,
+    "model.n_embd": 128,
+    "model.dropout": 0.0,
+    "opt.lr": 2e-3,
+    "opt.min_lr": 2e-4,
+    "opt.warmup_steps": 50,
+    "train.steps": 600,
+    "train.batch_size": 16,
+    "train.steps_per_call": 10,
+    "train.eval_every": 100,
+    "train.eval_batches": 20,
+    "train.checkpoint_every": 300,
+    "sample.max_new_tokens": 100,
+    "sample.num_samples": 1,
+}
+
+VARIANTS = {
+    "bytes": {"tokenizer.vocab_size": 260},
+    "bpe512": {"tokenizer.vocab_size": 512},
+    "bpe1024": {"tokenizer.vocab_size": 1024},
+    "bpe4096": {"tokenizer.vocab_size": 4096},
+}
+
+# A fixed passage (Richard II, Act 2, Scene 1), tokenized by every variant's tokenizer.
+PASSAGE = (
+    "This royal throne of kings, this scepter'd isle,\n"
+    "This earth of majesty, this seat of Mars,\n"
+    "This other Eden, demi-paradise,\n"
+)
+
+
+def get_config():
+    return apply_overrides(config_from_file(BASE), SMALL, "experiments/vocab_size.py")
+
+
+def analyze(runs):
+    """Token lengths per tokenizer, and two or three sentences on what the numbers show."""
+    first = next(iter(runs.values()))
+    docs = data.load_documents(first.config["data.corpus"])
+    val_text = "".join(data.split_documents(docs, first.config["data.val_fraction"])[1])
+    val_bytes = len(val_text.encode("utf-8"))
+    passage_bytes = len(PASSAGE.encode("utf-8"))
+    block = first.config["model.block_size"]
+    rows, facts = [], {}
+    for name, run in runs.items():
+        tok = tk.load(run.path / "tokenizer.bpe")
+        val_tokens = len(tk.encode_corpus(tok, val_text))
+        bpt = val_bytes / val_tokens
+        s = compare.summarize(run)
+        facts[name] = dict(
+            vocab=tok.vocab_size, bpt=bpt, passage=len(tk.encode_corpus(tok, PASSAGE)), **s
+        )
+        f = facts[name]
+        rows.append(
+            [name, f"{tok.vocab_size:,}", f"{val_tokens:,}", f"{bpt:.2f}", str(f["passage"])]
+            + [f"{block * bpt:.0f}", compare.format_count(f["params"])]
+            + [compare.format_count(f["tokens_per_sec"]), compare.format_loss(f["final_val_bpb"])]
+        )
+    header = ["variant", "vocab", "val tokens", "bytes/token", "passage tokens"]
+    header += [f"bytes per {block}-token block", "params", "tokens/s", "final val bpb"]
+    ordered = sorted(facts.items(), key=lambda item: item[1]["vocab"])
+    (small, lo), (large, hi) = ordered[0], ordered[-1]
+    best = min(facts, key=lambda n: facts[n]["final_val_bpb"])
+    worst = max(facts, key=lambda n: facts[n]["final_val_bpb"])
+    findings = (
+        f"A larger vocabulary makes sequences shorter: the {val_bytes:,}-byte validation split "
+        f"is {val_bytes / lo['bpt']:,.0f} tokens with {lo['vocab']} ids ({lo['bpt']:.2f} bytes "
+        f"per token) and {val_bytes / hi['bpt']:,.0f} with {hi['vocab']} ids "
+        f"({hi['bpt']:.2f}), and the {passage_bytes}-byte passage goes from {lo['passage']} to "
+        f"{hi['passage']} tokens, so a {block}-token block covers "
+        f"{block * lo['bpt']:.0f} to {block * hi['bpt']:.0f} bytes of text. "
+        f"With the same number of training tokens, final validation bits per byte was lowest for "
+        f"{best} ({facts[best]['final_val_bpb']:.3f}) and highest for {worst} "
+        f"({facts[worst]['final_val_bpb']:.3f}), one seed each. "
+        f"Median training throughput went from {compare.format_count(lo['tokens_per_sec'])} "
+        f"tokens/s ({small}) to {compare.format_count(hi['tokens_per_sec'])} ({large}) on a "
+        "shared machine, so treat it as indicative."
+    )
+    passage = "\n".join(f"    {line}" for line in PASSAGE.splitlines())
+    return "\n\n".join(
+        [
+            "## Sequence lengths",
+            compare.markdown_table(header, rows),
+            f"The passage ({passage_bytes} bytes):\n\n{passage}",
+            "## What the measurements show",
+            findings,
+        ]
+    )
