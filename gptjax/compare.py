@@ -152,8 +152,11 @@ def notes(runs: Sequence[Run], diff: Sequence[str], metric: str) -> list[str]:
         value, name = min(scored)
         out.append(f"Lowest {metric}: {name} ({value:.4f}).")
     for name, run in zip(run_names(runs), runs, strict=True):
+        last, total = run.last("step"), run.config.get("train.steps")
         if not run.metrics:
             out.append(f"{name} has no metrics yet (metrics.jsonl is missing or empty).")
+        elif isinstance(total, int) and last is not None and last < total:
+            out.append(f"{name} is at step {last} of {total} (still training, or interrupted).")
     out.append(
         "tokens/s is the median logged training throughput; wall time includes compilation, "
         "evaluation and checkpoints. Timings depend on what else the machine was running."

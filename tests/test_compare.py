@@ -110,9 +110,13 @@ def test_run_in_progress_reads_complete_lines(tmp_path):
         {"step": 1, "tokens_seen": 64, "wall_time": 0.5, "train_loss": 5.0},
         {"step": 2, "tokens_seen": 128, "wall_time": 0.9, "val_loss": 4.0, "val_bpb": 2.5},
     ]
-    run = write_run(tmp_path / "r", {"seed": 0}, records, tail='{"step": 3, "tokens_se')
+    config = {"train": {"steps": 10}}
+    run = write_run(tmp_path / "r", config, records, tail='{"step": 3, "tokens_se')
     assert read_metrics(run / "metrics.jsonl") == records
     assert load_run(run).series("val_bpb", x="tokens_seen") == ([128], [2.5])
+    summary = compare.write_report([load_run(run)], tmp_path / "out")
+    assert "r is at step 2 of 10 (still training, or interrupted)." in summary
+    assert "| 2.5000 " in summary
     # A broken line that is not the last one is corruption, not a write in progress.
     (run / "metrics.jsonl").write_text('{"step": 1\n{"step": 2}\n')
     with pytest.raises(ValueError, match="metrics.jsonl:1 is not valid JSON"):
