@@ -232,7 +232,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         model_config, params, tok = load_for_inference(workdir)
     except ValueError as e:
         parser.error(str(e))
-    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
+    with warnings.catch_warnings():
+        # Warnings (a prompt cut to the context) as one plain line on stderr, as they happen.
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *a, **k: print(
+            f"warning: {message}", file=sys.stderr
+        )
+        _print_samples(args, model_config, params, tok)
+
+
+def _print_samples(args: argparse.Namespace, model_config: GPTConfig, params, tok) -> None:
     kwargs = dict(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,
@@ -242,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=args.seed,
     )
     header = lambda i: (
-        f"--- sample {i + 1}/{args.num_samples} ---" if args.num_samples > 1 else None
+        print(f"--- sample {i + 1}/{args.num_samples} ---") if args.num_samples > 1 else None
     )
     if args.no_stream:
         texts = generate_text(model_config, params, tok, args.prompt, **kwargs)
@@ -250,8 +259,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         # Only one sample can be shown live on a terminal: the first. The others are generated in
         # the same batch and printed when it ends.
         texts = [args.prompt] * args.num_samples
-        if header(0):
-            print(header(0))
+        header(0)
         print(args.prompt, end="", flush=True)
         for pieces in stream_text(model_config, params, tok, args.prompt, **kwargs):
             print(pieces[0], end="", flush=True)
@@ -259,8 +267,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print()
     for i, text in enumerate(texts):
         if args.no_stream or i > 0:
-            if header(i):
-                print(header(i))
+            header(i)
             print(text)
 
 
