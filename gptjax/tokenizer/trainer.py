@@ -17,9 +17,13 @@ Tie-break rule: among pairs with equal count, the pair whose (left token bytes, 
 is lexicographically smallest wins. It depends only on the multiset of chunks, so the merges do not
 depend on the order of the input texts.
 
-Duplicate bytes: a pair whose concatenation already is a token (e.g. ``a + bc`` after ``ab + c``
-made ``abc``) is never merged; the next best pair is taken instead. A second id for the same bytes
-would break tiktoken parity, since tiktoken identifies a token by its bytes.
+Duplicate bytes: two ids for one byte string would break tiktoken parity, since tiktoken knows a
+token by its bytes. So a pair whose concatenation already is a token is never merged: ``pop_best``
+drops it and takes the next best pair. Because every merge is applied to every chunk, left to
+right, such a pair does not seem to arise from real counts (once "bc" is learned no single "b" is
+left next to a single "c", so "ab" + "c" cannot meet after "a" + "bc"); an exhaustive search over
+short strings and thousands of random corpora found none. The rule guards the invariant anyway,
+and the tests exercise it directly.
 """
 
 import heapq
@@ -115,13 +119,36 @@ def learn_merges(counts: Counter, n_merges: int) -> list[tuple[int, int, int]]:
     heapq.heapify(heap)
     merges: list[tuple[int, int, int]] = []
     while len(merges) < n_merges:
-        if not heap:
+        best = pop_best(heap, pair_counts, known)
+        if best is None:
             raise ValueError(
                 f"vocab_size={FIRST_MERGE_ID + n_merges} is more than this corpus can give: it "
                 f"ran out of pairs to merge after {len(merges)} merges, so the largest reachable "
                 f"vocab_size is {FIRST_MERGE_ID + len(merges)}. Use a smaller vocab_size or more "
                 "text"
             )
+        a, b, merged = best
+        new = len(token_bytes)
+        merges.append((a, b, new))
+        token_bytes.append(merged)
+        known.add(merged)
+        for pair in _apply_merge(words, freqs, pair_counts, where, a, b, new):
+            c = pair_counts[pair]
+            heapq.heappush(heap, (-c, token_bytes[pair[0]], token_bytes[pair[1]], *pair))
+    return merges
+
+
+def pop_best(heap: list, pair_counts: dict, known: set[bytes]) -> tuple[int, int, bytes] | None:
+    """Pops the pair to merge next: highest count, then smallest (left bytes, right bytes).
+
+    Heap entries are ``(-count, left_bytes, right_bytes, left_id, right_id)``; an entry whose
+    count is out of date is pushed back with the current count. A pair whose concatenation is
+    already a token (in ``known``) is dropped, and the next best is taken.
+
+    Returns:
+      ``(left_id, right_id, merged_bytes)``, or None when no pair is left.
+    """
+    while heap:
         neg, left_bytes, right_bytes, a, b = heapq.heappop(heap)
         count = pair_counts.get((a, b), 0)
         if count != -neg:
@@ -131,14 +158,8 @@ def learn_merges(counts: Counter, n_merges: int) -> list[tuple[int, int, int]]:
         merged = left_bytes + right_bytes
         if merged in known:  # a second id for these bytes would break parity: skip the pair
             continue
-        new = len(token_bytes)
-        merges.append((a, b, new))
-        token_bytes.append(merged)
-        known.add(merged)
-        for pair in _apply_merge(words, freqs, pair_counts, where, a, b, new):
-            c = pair_counts[pair]
-            heapq.heappush(heap, (-c, token_bytes[pair[0]], token_bytes[pair[1]], *pair))
-    return merges
+        return a, b, merged
+    return None
 
 
 def _apply_merge(words, freqs, pair_counts, where, a, b, new) -> set[tuple[int, int]]:
