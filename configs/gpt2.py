@@ -35,7 +35,13 @@ def get_config() -> ml_collections.ConfigDict:
         attention="dot_product",
     )
     c.opt = dict(
-        lr=6e-4, min_lr=6e-5, warmup_steps=2000, weight_decay=0.1, beta1=0.9, beta2=0.95, grad_clip=1.0
+        lr=6e-4,
+        min_lr=6e-5,
+        warmup_steps=2000,
+        weight_decay=0.1,
+        beta1=0.9,
+        beta2=0.95,
+        grad_clip=1.0,
     )
     c.train = dict(
         steps=600_000,

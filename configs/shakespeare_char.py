@@ -34,7 +34,13 @@ def get_config() -> ml_collections.ConfigDict:
         attention="reference",
     )
     c.opt = dict(
-        lr=1e-3, min_lr=1e-4, warmup_steps=100, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0
+        lr=1e-3,
+        min_lr=1e-4,
+        warmup_steps=100,
+        weight_decay=0.1,
+        beta1=0.9,
+        beta2=0.99,
+        grad_clip=1.0,
     )
     c.train = dict(
         steps=2000,

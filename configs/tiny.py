@@ -31,7 +31,13 @@ def get_config() -> ml_collections.ConfigDict:
         attention="reference",
     )
     c.opt = dict(
-        lr=2e-3, min_lr=2e-4, warmup_steps=50, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0
+        lr=2e-3,
+        min_lr=2e-4,
+        warmup_steps=50,
+        weight_decay=0.1,
+        beta1=0.9,
+        beta2=0.99,
+        grad_clip=1.0,
     )
     c.train = dict(
         steps=1000,

@@ -185,9 +185,9 @@ def encoded_splits(
     Returns:
       (train_ids_N, val_ids_M).
     """
-    key = _sha256(
-        f"{corpus_hash(train_docs)}:{corpus_hash(val_docs)}:{tokenizer_hash}".encode()
-    )[:32]
+    key = _sha256(f"{corpus_hash(train_docs)}:{corpus_hash(val_docs)}:{tokenizer_hash}".encode())[
+        :32
+    ]
     path = cache_dir() / "tokens" / f"{key}.npz"
     if path.is_file():
         try:

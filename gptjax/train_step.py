@@ -45,8 +45,12 @@ class TrainState:
 
     def checkpoint_items(self) -> dict[str, Any]:
         """The leaves as a plain dict, the form saved in checkpoints."""
-        return {"step": self.step, "params": self.params, "opt_state": self.opt_state,
-                "rng": self.rng}
+        return {
+            "step": self.step,
+            "params": self.params,
+            "opt_state": self.opt_state,
+            "rng": self.rng,
+        }
 
 
 def learning_rate(

@@ -1,0 +1,43 @@
+"""The main command: ``python -m gptjax.main --config configs/tiny.py`` (tutorial part 9).
+
+  --config       a config file defining get_config(); override keys with
+                 ``--config.train.steps=100`` (unknown keys are refused)
+  --workdir      the run directory, ``runs/<config file stem>`` by default; the same one resumes
+
+Everything else happens in `gptjax.train.train_and_evaluate`.
+"""
+
+import sys
+from pathlib import Path
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config stem>).")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _CONFIG.value is None:
+        raise app.UsageError("--config is required, e.g. --config configs/tiny.py")
+    logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+    from gptjax.train import TrainingDiverged, train_and_evaluate
+
+    config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+    workdir = _WORKDIR.value or str(Path("runs") / Path(config_file).stem)
+    try:
+        train_and_evaluate(_CONFIG.value, workdir)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    app.run(main)
