@@ -8,8 +8,10 @@ gptjax's own format (``tokenizer.bpe`` in a run directory) is UTF-8 text, one re
     ...
     token 97 YQ==
     token 260 YWI= 97 98
+    end 4 262
 
-The first line names the format and its version. ``token ID BASE64`` gives a token's bytes; a
+The first line names the format and its version; the last counts the specials and tokens, so a
+truncated file is caught. ``token ID BASE64`` gives a token's bytes; a
 learned token adds the two ids it was merged from. Specials are ``special ID TEXT`` (TEXT is the
 rest of the line). Loading checks everything and names the line of the first problem.
 
@@ -40,6 +42,7 @@ def save(tok: Tokenizer, path: str | os.PathLike) -> None:
         if i in parents:
             line += " {} {}".format(*parents[i])
         lines.append(line)
+    lines.append(f"end {len(tok.special_tokens)} {len(tok.mergeable_ranks)}")
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -115,7 +118,7 @@ def _parse(text: str, where: str) -> Tokenizer:
             f"{where} is a gptjax tokenizer file of format version {version!r}; this gptjax "
             f"reads version {VERSION}: re-create it with this version"
         )
-    pattern, specials, ranks, merges = None, {}, {}, []
+    pattern, specials, ranks, merges, end = None, {}, {}, [], None
     for lineno, line in enumerate(lines[1:], start=2):
         if not line:
             continue
@@ -138,12 +141,23 @@ def _parse(text: str, where: str) -> Tokenizer:
                 ranks[token] = int(fields[0])
                 if len(fields) == 4:
                     merges.append((int(fields[2]), int(fields[3]), int(fields[0])))
+            elif kind == "end":
+                end = tuple(int(n) for n in rest.split(" "))
+                if end != (len(specials), len(ranks)):
+                    raise ValueError(
+                        f"the 'end' line announces {end[0]} specials and {end[-1]} tokens, "
+                        f"but the file holds {len(specials)} and {len(ranks)}"
+                    )
             else:
                 raise ValueError(f"unknown record {kind!r}")
+            if end is not None and kind != "end":
+                raise ValueError("a record follows the 'end' line")
         except (ValueError, binascii.Error) as e:
             raise _corrupt(where, lineno, str(e)) from None
     if pattern is None:
         raise _corrupt(where, len(lines), "no 'pattern' line")
+    if end is None:
+        raise _corrupt(where, len(lines), "no 'end' line: the file is truncated")
     try:
         return Tokenizer(pattern, ranks, specials, tuple(sorted(merges, key=lambda m: m[2])))
     except ValueError as e:
