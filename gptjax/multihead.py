@@ -13,11 +13,13 @@ Choices:
 * RoPE, when on, rotates q and k after projection (tables built once per forward pass, passed in).
 * With a KV cache, the new keys and values are written at slots ``index .. index+T-1`` of the
   fixed-size (block_size) cache with ``lax.dynamic_update_slice``, and the queries attend over the
-  whole cache under the mask ``slot <= position`` (which also hides slots not written yet). Shapes
-  never change from one token to the next, so one compiled step serves the whole generation.
-  A step therefore costs O(block_size) in attention (O(1) in the projections and MLP), linear in
-  the context rather than the quadratic cost of recomputing the prefix; skipping the unwritten
-  slots would need a shape per length, i.e. a recompilation per token.
+  cache under the mask ``slot <= position`` (which also hides slots not written yet). Shapes never
+  change from one token to the next, so one compiled step serves the whole generation. The
+  reference implementation reads the cache in chunks of ``DECODE_CHUNK`` slots with an online
+  softmax, for only as many chunks as the current length needs (a traced trip count), so a step
+  costs O(current length) in attention and O(1) in the projections and MLP. With
+  ``attention="dot_product"`` the cached call attends over all block_size slots under the mask
+  (``jax.nn.dot_product_attention`` has no notion of a partly filled cache): O(block_size).
 * Dropout on the attention weights exists only in the reference path:
   ``jax.nn.dot_product_attention`` has no dropout. So with ``attention="dot_product"``, a
   training call (``deterministic=False``) with ``dropout > 0`` uses the reference path,
@@ -26,11 +28,15 @@ Choices:
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from gptjax import attention
 from gptjax.config import GPTConfig
 from gptjax.feedforward import dense_init, residual_std, zeros_init
 from gptjax.positional import apply_rope
+
+# Key slots per iteration of the cached (decoding) attention; see attention.chunked_attention.
+DECODE_CHUNK = 128
 
 
 class MultiHeadAttention(nn.Module):
@@ -96,7 +102,11 @@ class MultiHeadAttention(nn.Module):
             k_BSNH, v_BSNH = k_BSNH.astype(dtype), v_BSNH.astype(dtype)
 
         attn_dropout = cfg.dropout > 0 and not deterministic
-        if cfg.attention == "dot_product" and not attn_dropout:
+        if kv_BSNH is not None and cfg.attention == "reference" and not attn_dropout:
+            positions_T = index + jnp.arange(x_BTD.shape[1], dtype=jnp.int32)
+            chunk = min(DECODE_CHUNK, cfg.block_size)
+            out_BTNH = attention.chunked_attention(q_BTNH, k_BSNH, v_BSNH, positions_T, chunk)
+        elif cfg.attention == "dot_product" and not attn_dropout:
             # Without a cache the mask is the plain causal triangle: let the kernel build it.
             mask = None if kv_BSNH is None else mask_TS
             out_BTNH = attention.dot_product_attention(q_BTNH, k_BSNH, v_BSNH, mask)

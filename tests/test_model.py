@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from jax.extend import core as jax_core
 
+from gptjax import multihead
 from gptjax.config import GPTConfig
 from gptjax.model import GPT, check_tokens, init_cache
 
@@ -55,7 +56,9 @@ def test_causality_by_gradient(pos):
 
 @pytest.mark.parametrize("attention", ["reference", "dot_product"])
 @pytest.mark.parametrize("pos", POS)
-def test_kv_cache_decoding_matches_full_forward(pos, attention):
+def test_kv_cache_decoding_matches_full_forward(pos, attention, monkeypatch):
+    # Chunks of 5 slots over a 16-slot cache: several chunks, the last one overhanging.
+    monkeypatch.setattr(multihead, "DECODE_CHUNK", 5)
     config = tiny(pos_encoding=pos, attention=attention)
     model, variables, tokens = build(config)
     full = model.apply(variables, tokens)
