@@ -224,5 +224,20 @@ def test_cli_rejects_missing_empty_and_untrained_workdirs(tmp_path, capsys, tok,
 
 
 def test_cli_says_when_the_prompt_is_cut(workdir, capsys):
-    generate.main(["--workdir", str(workdir), "--prompt", TEXT[:200], "--max-new-tokens", "2"])
+    args = ["--prompt", TEXT[:200], "--max-new-tokens", "20", "--num-samples", "2"]
+    generate.main(["--workdir", str(workdir), *args])
     assert f"keeping its last {W} tokens" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # a real training run; the fast tests above read a checkpoint-built run
+def test_cli_on_a_real_training_run(tmp_path, capsys):
+    from tiny_runs import train_tiny
+
+    from gptjax.checkpoint import load_for_inference
+
+    workdir = train_tiny(tmp_path / "run")
+    capsys.readouterr()
+    generate.main(["--workdir", str(workdir), "--prompt", "The ", "--max-new-tokens", "12"])
+    cfg, params, tok = load_for_inference(workdir)
+    (text,) = generate.generate_text(cfg, params, tok, "The ", max_new_tokens=12, temperature=0.8)
+    assert capsys.readouterr().out == text + "\n"
