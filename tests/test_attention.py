@@ -85,9 +85,7 @@ def test_future_keys_do_not_change_the_output():
     assert not np.allclose(out[:, 3:], out2[:, 3:])
 
 
-@pytest.mark.parametrize(
-    "t, start, chunk", [(1, 0, 4), (1, 9, 4), (3, 4, 4), (2, 7, 3), (1, 15, 5), (16, 0, 16)]
-)
+@pytest.mark.parametrize("t, start, chunk", [(1, 9, 4), (3, 4, 4), (1, 15, 5), (16, 0, 16)])
 def test_chunked_attention_matches_reference(t, start, chunk):
     q, k, v = qkv(t, 16, seed=start)
     positions = start + jnp.arange(t)
