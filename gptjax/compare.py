@@ -98,7 +98,7 @@ def summarize(run: Run) -> dict[str, Any]:
     """
     throughput = run.series("tokens_per_sec")[1]
     row = {
-        "params": run.info.get("num_params"),
+        "params": run.info.get("param_count"),
         "step": run.last("step"),
         "tokens_seen": run.last("tokens_seen"),
         "wall_time": run.last("wall_time"),

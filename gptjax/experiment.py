@@ -164,20 +164,18 @@ def train_variant(config: ml_collections.ConfigDict, workdir: Path) -> str:
       ``"skipped"`` (already at ``train.steps``), ``"resumed"`` or ``"trained"``.
 
     Raises:
-      ValueError: ``workdir`` holds a run with a different config.
+      ValueError: ``workdir`` holds a run whose config differs in a key that cannot change on
+        resume (``gptjax.run_config.SAFE_ON_RESUME`` lists those that can).
     """
-    from gptjax import checkpoint, train  # the trainer pulls in JAX; loaded only when training
+    from gptjax import checkpoint, run_config, train  # these pull in JAX: load them when needed
 
     saved_path = workdir / CONFIG_FILE
     if saved_path.is_file():
-        saved = flatten(json.loads(saved_path.read_text(encoding="utf-8")))
-        wanted = flatten(json.loads(config.to_json()))
-        changed = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
-        if changed:
-            raise ValueError(
-                f"{workdir} holds a run with a different config (keys {', '.join(changed)}); "
-                "delete that folder to retrain the variant, or use another --runs-dir."
-            )
+        # The trainer's own rule: only cadence, length and sampling keys may change on resume.
+        try:
+            run_config.check_resume_config(json.loads(saved_path.read_text()), config)
+        except ValueError as error:
+            raise ValueError(f"{workdir}: {error}") from error
     step = checkpoint.latest_step(workdir) if workdir.is_dir() else None
     if step is not None and step >= config.train.steps:
         return "skipped"

@@ -10,7 +10,7 @@ import math
 
 import pytest
 from PIL import Image
-from tiny_runs import train_tiny
+from tiny_runs import trained_pair
 
 from gptjax import compare
 from gptjax.rundir import flatten, load_run, read_metrics
@@ -34,12 +34,10 @@ def assert_valid_png(path):
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 20
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def two_runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    a = train_tiny(root / "a", {"model.n_head": 2, "opt.lr": 3e-3})
-    b = train_tiny(root / "b", {"model.n_head": 4, "opt.lr": 1e-3})
-    return a, b
+    pair = trained_pair(tmp_path_factory)
+    return pair["a"], pair["b"]
 
 
 def test_compare_two_real_runs(two_runs, tmp_path, capsys):
@@ -52,7 +50,7 @@ def test_compare_two_real_runs(two_runs, tmp_path, capsys):
     assert "Config keys that differ: `model.n_head`, `opt.lr`." in printed
 
     lines = {line.split("|")[1].strip(): line for line in printed.splitlines() if "|" in line}
-    for path, n_head, lr in [(two_runs[0], "2", "0.003"), (two_runs[1], "4", "0.001")]:
+    for path, n_head, lr in zip(two_runs, ("2", "4"), ("0.003", "0.001"), strict=True):
         # Independent of compare's reader: the numbers straight from the files.
         records = [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
         info = json.loads((path / "run_info.json").read_text())
@@ -60,7 +58,7 @@ def test_compare_two_real_runs(two_runs, tmp_path, capsys):
         val_loss = [r["val_loss"] for r in records if "val_loss" in r]
         cells = [c.strip() for c in lines[path.name].split("|")[1:-1]]
         assert cells[1:3] == [n_head, lr]
-        assert f"{info['num_params']:,}" in cells
+        assert f"{info['param_count']:,}" in cells
         assert f"{records[-1]['tokens_seen']:,}" in cells
         assert f"{min(val_bpb):.4f}" in cells and f"{val_bpb[-1]:.4f}" in cells
         assert f"{min(val_loss):.4f}" in cells and f"{val_loss[-1]:.4f}" in cells
@@ -68,7 +66,11 @@ def test_compare_two_real_runs(two_runs, tmp_path, capsys):
         assert math.isfinite(val_bpb[-1]) and val_bpb[-1] > 0
 
     report = (out / "report.md").read_text()
-    assert lines[two_runs[0].name].strip() in report
+    assert lines["a"].strip() in report and lines["b"].strip() in report
+    assert compare.labels(runs, compare.differing_keys(runs)) == [
+        "a: n_head=2, lr=0.003",
+        "b: n_head=4, lr=0.001",
+    ]
     for name in ("val_bpb.png", "train_loss.png"):
         assert f"]({name})" in report
         assert_valid_png(out / name)

@@ -2,22 +2,24 @@
 
 import ast
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from tiny_runs import tiny_config
+from tiny_runs import tiny_config, trained_pair
 
 from gptjax import experiment
+from gptjax.checkpoint import latest_step
 from gptjax.config import GPTConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "experiments").glob("*.py"))
 
-SWEEP = '''"""A two-variant sweep over the number of heads, for the tests."""
-from tiny_runs import tiny_config
+SWEEP = '''"""The two tiny runs of tests/tiny_runs.py as a sweep."""
+from tiny_runs import PAIR, tiny_config
 
-VARIANTS = {"h1": {"model.n_head": 1}, "h2": {"model.n_head": 2}}
+VARIANTS = PAIR
 
 
 def get_config():
@@ -29,43 +31,77 @@ def analyze(runs):
 '''
 
 
-def test_sweep_trains_reports_then_skips_finished_variants(tmp_path, capsys):
-    path = tmp_path / "exps" / "two_heads.py"
-    path.parent.mkdir()
-    path.write_text(SWEEP)
-    runs_dir = tmp_path / "runs"
-    assert experiment.main([str(path), "--runs-dir", str(runs_dir)]) == 0
-    assert "done: {'h1': 'trained', 'h2': 'trained'}" in capsys.readouterr().out
+def write_sweep(folder: Path, text: str = SWEEP) -> Path:
+    folder.mkdir(parents=True)
+    path = folder / "pair.py"
+    path.write_text(text)
+    return path
 
-    report_dir = tmp_path / "exps" / "results" / "two_heads"
+
+def steps_logged(workdir: Path) -> list[int]:
+    return [
+        json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()
+    ]
+
+
+def test_sweep_skips_finished_resumes_interrupted_and_reports(
+    tmp_path, tmp_path_factory, monkeypatch, capsys
+):
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
+    path = write_sweep(tmp_path / "exps")
+    runs_dir = tmp_path / "runs"
+    a, b = (runs_dir / "pair" / name for name in ("a", "b"))
+    for name, finished in trained_pair(tmp_path_factory).items():
+        shutil.copytree(finished, runs_dir / "pair" / name)
+    # Variant b stopped after its step-2 checkpoint: the later one never got written.
+    shutil.rmtree(b / "checkpoints" / "4")
+    assert (latest_step(a), latest_step(b)) == (4, 2)
+    a_metrics = (a / "metrics.jsonl").read_bytes()
+
+    assert experiment.main([str(path), "--runs-dir", str(runs_dir)]) == 0
+    assert "done: {'a': 'skipped', 'b': 'resumed'}" in capsys.readouterr().out
+    assert (a / "metrics.jsonl").read_bytes() == a_metrics
+    assert latest_step(b) == 4 and steps_logged(b) == [0, 1, 2, 3, 4]  # each step once
+
+    report_dir = tmp_path / "exps" / "results" / "pair"
     report = (report_dir / "report.md").read_text()
-    assert report.startswith("# Experiment: two_heads\n\nA two-variant sweep")
+    assert report.startswith("# Experiment: pair\n\nThe two tiny runs")
     assert f"Command: `python -m gptjax.experiment {path} --runs-dir {runs_dir}`" in report
     assert "- Code: commit " in report and "- Machine: " in report
     assert "Training budget: 256 tokens for every variant" in report  # 4 steps x 4 x 1 x 16
-    assert "Config keys that differ: `model.n_head`." in report
-    assert "## Own section\n\nvariants: h1, h2" in report
+    assert "Config keys that differ: `model.n_head`, `opt.lr`." in report
+    assert "## Own section\n\nvariants: a, b" in report
     for name in ("val_bpb.png", "train_loss.png"):
         with Image.open(report_dir / name) as image:
             image.verify()
 
-    workdirs = [runs_dir / "two_heads" / v for v in ("h1", "h2")]
-    for workdir, n_head in zip(workdirs, (1, 2), strict=True):
-        assert json.loads((workdir / "config.json").read_text())["model"]["n_head"] == n_head
-    before = {w: (w / "metrics.jsonl").read_bytes() for w in workdirs}
-
+    # Re-running trains nothing: both variants are finished now.
+    before = {w: (w / "metrics.jsonl").read_bytes() for w in (a, b)}
     loaded = experiment.load_experiment(path)
-    status, _ = experiment.run_experiment(loaded, runs_dir, tmp_path / "again", "cmd")
-    assert status == {"h1": "skipped", "h2": "skipped"}
-    assert {w: (w / "metrics.jsonl").read_bytes() for w in workdirs} == before
-    assert (tmp_path / "again" / "two_heads" / "report.md").is_file()
+    status, report_path = experiment.run_experiment(loaded, runs_dir, tmp_path / "again", "cmd")
+    assert status == {"a": "skipped", "b": "skipped"}
+    assert {w: (w / "metrics.jsonl").read_bytes() for w in (a, b)} == before
+    assert report_path == tmp_path / "again" / "pair" / "report.md" and report_path.is_file()
+
+
+@pytest.mark.slow
+def test_fresh_sweep_trains_every_variant(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
+    path = write_sweep(tmp_path / "exps")
+    assert experiment.main([str(path), "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert "done: {'a': 'trained', 'b': 'trained'}" in capsys.readouterr().out
+    for name in ("a", "b"):
+        assert latest_step(tmp_path / "runs" / "pair" / name) == 4
+    assert (tmp_path / "exps" / "results" / "pair" / "report.md").is_file()
 
 
 def test_workdir_with_another_config_is_refused(tmp_path):
     workdir = tmp_path / "run"
     workdir.mkdir()
     (workdir / "config.json").write_text(tiny_config({"model.n_head": 1}).to_json())
-    with pytest.raises(ValueError, match=r"different config \(keys model.n_head\); delete"):
+    with pytest.raises(
+        ValueError, match=r"different config; changed keys:\n  model.n_head: 1 -> 2"
+    ):
         experiment.train_variant(tiny_config({"model.n_head": 2}), workdir)
 
 
@@ -98,9 +134,11 @@ def test_bad_experiment_files(tmp_path, capsys):
     assert "error: experiment file" in capsys.readouterr().err
 
     # An unknown key in any variant stops the sweep before anything trains.
-    bad.write_text(SWEEP.replace('"model.n_head": 2', '"model.n_hed": 2'))
+    bad.write_text(
+        SWEEP.replace("VARIANTS = PAIR", "VARIANTS = {'a': {}, 'b': {'model.n_hed': 2}}")
+    )
     assert experiment.main([str(bad), "--runs-dir", str(tmp_path / "runs")]) == 2
-    assert "variant 'h2': unknown config key 'model.n_hed'" in capsys.readouterr().err
+    assert "variant 'b': unknown config key 'model.n_hed'" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
 
 

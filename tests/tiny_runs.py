@@ -1,12 +1,14 @@
 """Real but tiny training runs for the compare and experiment tests (a few steps, a tiny model).
 
-The base is ``configs/tiny.py`` with the byte-level vocabulary (no BPE merges to learn) and a
-model and budget small enough that a run takes seconds on a CPU.
+The base is ``configs/tiny.py`` with the byte-level vocabulary (no BPE merges to learn), no
+samples, and a model and budget small enough that a run takes seconds on a CPU. Most of that time
+is compilation, so the two runs both test files need are trained once per test session.
 """
 
 from pathlib import Path
 
 import ml_collections
+import pytest
 
 from gptjax.experiment import apply_overrides, config_from_file
 
@@ -27,9 +29,13 @@ TINY_OVERRIDES = {
     "train.log_every": 1,
     "train.checkpoint_every": 2,
     "train.keep_checkpoints": 3,
-    "sample.max_new_tokens": 8,
-    "sample.num_samples": 1,
+    "sample.num_samples": 0,
 }
+
+# The two runs compare's tests read and the sweep tests resume: two keys differ.
+PAIR = {"a": {"model.n_head": 2, "opt.lr": 3e-3}, "b": {"model.n_head": 4, "opt.lr": 1e-3}}
+
+_trained: dict[str, dict[str, Path]] = {}
 
 
 def tiny_config(overrides=None) -> ml_collections.ConfigDict:
@@ -44,3 +50,16 @@ def train_tiny(workdir: Path, overrides=None) -> Path:
 
     train_and_evaluate(tiny_config(overrides), workdir)
     return workdir
+
+
+def trained_pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Returns the PAIR runs (name -> finished run directory), training them on first use.
+
+    Callers must not modify the returned directories; copy them first.
+    """
+    if "pair" not in _trained:
+        root = tmp_path_factory.mktemp("pair")
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("GPTJAX_CACHE_DIR", str(root / "cache"))
+            _trained["pair"] = {name: train_tiny(root / name, o) for name, o in PAIR.items()}
+    return _trained["pair"]
