@@ -60,11 +60,20 @@ def run_names(runs: Sequence[Run]) -> list[str]:
 
 
 def labels(runs: Sequence[Run], diff: Sequence[str]) -> list[str]:
-    """Returns a legend label per run: its name and the values of the keys that differ."""
-    short = short_keys(diff)
+    """Returns a legend label per run: its name and the values of the keys that differ.
+
+    Keys that share a name and agree in every run (``model.vocab_size`` tied to
+    ``tokenizer.vocab_size``) are shown once, by their last part.
+    """
+    kept: dict[tuple[str, tuple[str, ...]], str] = {}
+    for key in diff:
+        values = tuple(repr(run.config.get(key, MISSING)) for run in runs)
+        kept.setdefault((key.rsplit(".", 1)[-1], values), key)
+    keys = list(kept.values())
+    short = short_keys(keys)
     out = []
     for name, run in zip(run_names(runs), runs, strict=True):
-        values = ", ".join(f"{short[k]}={format_value(run.config.get(k, MISSING))}" for k in diff)
+        values = ", ".join(f"{short[k]}={format_value(run.config.get(k, MISSING))}" for k in keys)
         out.append(f"{name}: {values}" if values else name)
     return out
 

@@ -51,11 +51,13 @@ def plot_field(runs: Sequence[Run], legend: Sequence[str], field: str, path: Pat
             # Evaluation curves have few points: mark them so a single point still shows.
             marker = "o" if len(xs) < 30 else None
             ax.plot(xs, ys, marker=marker, markersize=3, linewidth=1.2, label=label)
-        ys = run.series(field)[1]
+        steps, ys = run.series(field)
         if ys:
             lows.append(min(ys))
-            # The first points sit far above the rest; skipping them keeps the ends readable.
-            highs.append(max(ys[len(ys) // 10 :]))
+            # The untrained model's first points sit far above the rest; scaling the axis to the
+            # last 90% of the steps keeps the differences that matter readable.
+            start = 0.1 * max(steps)
+            highs.append(max(y for step, y in zip(steps, ys, strict=True) if step >= start))
     for ax, (_, x_label) in zip(axes, AXES, strict=True):
         ax.set_xlabel(x_label)
         ax.grid(True, alpha=0.3)
@@ -65,7 +67,10 @@ def plot_field(runs: Sequence[Run], legend: Sequence[str], field: str, path: Pat
         low, high = min(lows), max(highs)
         margin = 0.05 * (high - low) or 0.05 * abs(high) or 0.1
         axes[0].set_ylim(low - margin, high + margin)
-    fig.suptitle(f"{name} against step, tokens seen and wall-clock time")
+    fig.suptitle(
+        f"{name} against step, tokens seen and wall-clock time "
+        "(y axis fitted to the last 90% of steps)"
+    )
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)

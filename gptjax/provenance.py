@@ -76,7 +76,7 @@ def describe(command: str, runs: Iterable[Run], experiment_path: Path) -> str:
         f"- Code: commit {code_commit([experiment_path])}",
     ]
     if recorded:
-        lines.append(f"- Runs trained at commit(s): {', '.join(recorded)}")
+        lines.append(f"- Runs trained at commit(s): {'; '.join(recorded)}")
     lines.append(f"- Machine: {machine()}")
     lines.append(f"- Report written: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
     return "\n".join(lines)

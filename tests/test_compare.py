@@ -135,6 +135,20 @@ def test_differing_keys_counts_missing_keys_and_ignores_equal_ones(tmp_path):
     assert compare.labels(runs, ["m.x"]) == ["a: x=1", "b: x=1", "c: x=1.5"]
 
 
+def test_labels_show_tied_keys_once(tmp_path):
+    configs = [(260, 260), (512, 512), (512, 300)]
+    runs = [
+        load_run(write_run(tmp_path / f"r{i}", {"tok": {"v": t}, "model": {"v": m}}, []))
+        for i, (t, m) in enumerate(configs)
+    ]
+    assert compare.labels(runs[:2], ["tok.v", "model.v"]) == ["r0: v=260", "r1: v=512"]
+    assert compare.labels(runs, ["tok.v", "model.v"]) == [
+        "r0: tok.v=260, model.v=260",
+        "r1: tok.v=512, model.v=512",
+        "r2: tok.v=512, model.v=300",
+    ]
+
+
 def test_flatten():
     assert flatten({"seed": 0, "model": {"n_head": 4, "sub": {"k": [1]}}}) == {
         "seed": 0,
