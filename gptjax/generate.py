@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
@@ -37,16 +38,24 @@ STREAM_CHUNK = 8  # tokens per compiled call when streaming: fast enough to look
 
 
 @functools.cache
-def model_fns(config: GPTConfig) -> tuple[Callable, Callable]:
+def model_fns(config: GPTConfig, num_tokens: int | None = None) -> tuple[Callable, Callable]:
     """The GPT as the decode loop's ``logits_fn(params, tokens_BT, cache)`` and ``init_cache_fn``.
 
-    Cached per config, so that the same function objects (hence the same compiled loop) serve
-    every call with that config; the parameters travel as arguments of a ``Partial``.
+    Cached per arguments, so that the same function objects (hence the same compiled loop) serve
+    every call; the parameters travel as arguments of a ``Partial``.
+
+    Args:
+      config: the model configuration.
+      num_tokens: the tokenizer's vocabulary size when the model's is padded beyond it (GPT-2's
+        50,257 ids in a 50,304-row table): the padding ids get logit -inf, so they are never drawn.
     """
     model = GPT(config)
 
     def logits_fn(params, tokens_BT, cache):
-        return model.apply({"params": params}, tokens_BT, cache=cache)
+        logits_BTV, cache = model.apply({"params": params}, tokens_BT, cache=cache)
+        if num_tokens is not None and num_tokens < config.vocab_size:
+            logits_BTV = logits_BTV.at[..., num_tokens:].set(-jnp.inf)
+        return logits_BTV, cache
 
     def init_cache_fn(batch_size):
         return init_cache(config, batch_size)
@@ -122,9 +131,14 @@ def stream_text(
     ]:
         if int(value) != value or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value}")
+    if tok.vocab_size > model_config.vocab_size:
+        raise ValueError(
+            f"the tokenizer has {tok.vocab_size} tokens but the model only "
+            f"{model_config.vocab_size}: load the tokenizer the model was trained with"
+        )
     prompt_BP = np.array([prompt_ids(tok, prompt, model_config.block_size)] * num_samples)
     check_tokens(model_config, prompt_BP)
-    logits_fn, init_cache_fn = model_fns(model_config)
+    logits_fn, init_cache_fn = model_fns(model_config, tok.vocab_size)
     chunks = decode.generate_chunks(
         Partial(logits_fn, params),
         Partial(init_cache_fn),

@@ -151,6 +151,16 @@ def test_bad_settings_are_rejected(tok, model, kwargs, match):
         list(generate.stream_text(cfg, params, tok, "Le", **kwargs))
 
 
+def test_padding_ids_of_a_larger_model_vocabulary_are_never_drawn(tok):
+    # 40 of 340 ids lie beyond the tokenizer: nearly flat sampling would hit them ~100 times.
+    cfg, params = make_model(tok.vocab_size + 40)
+    kwargs = dict(max_new_tokens=60, temperature=50.0, num_samples=2, seed=0)
+    texts = generate.generate_text(cfg, params, tok, "Le", **kwargs)
+    assert all(len(t) > 60 for t in texts)  # decoding would raise on an id without bytes
+    with pytest.raises(ValueError, match="tokenizer has 300 tokens but the model only 290"):
+        generate.generate_text(make_model(290)[0], params, tok, "Le", **kwargs)
+
+
 # The command line, on a run directory written through gptjax.checkpoint.
 
 
