@@ -252,7 +252,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         warnings.showwarning = lambda message, *a, **k: print(
             f"warning: {message}", file=sys.stderr
         )
-        _print_samples(args, model_config, params, tok)
+        try:
+            _print_samples(args, model_config, params, tok)
+        except ValueError as e:  # raised before anything is generated, e.g. a mismatched tokenizer
+            parser.error(str(e))
 
 
 def _print_samples(args: argparse.Namespace, model_config: GPTConfig, params, tok) -> None:
