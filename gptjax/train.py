@@ -125,6 +125,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       TrainingDiverged: the loss became NaN/Inf (the last good checkpoint is kept).
       KeyboardInterrupt: after Ctrl-C, once the checkpoint is saved.
     """
+    entered = time.perf_counter()
     workdir = Path(workdir)
     model_config = check_config(config)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -157,14 +158,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             print(f"{workdir} already finished {step} steps (train.steps={steps}); samples:")
         else:
             state = _loop(config, model_config, prepared, state, schedule, manager, meta, workdir,
-                          peak_flops)  # fmt: skip
+                          peak_flops, entered)  # fmt: skip
     finally:
         manager.wait_until_finished()
         manager.close()
     _write_samples(config, model_config, state.params, prepared.tok, workdir)
 
 
-def _loop(config, model_config, prepared, state, schedule, manager, meta, workdir, peak_flops):
+def _loop(
+    config, model_config, prepared, state, schedule, manager, meta, workdir, peak_flops, entered
+):
     train, steps = config.train, config.train.steps
     tokens_per_step = train.batch_size * model_config.block_size
     flops_per_token = model_config.flops_per_token()
@@ -174,7 +177,7 @@ def _loop(config, model_config, prepared, state, schedule, manager, meta, workdi
     eval_sets = _eval_sets(config, model_config, prepared)
     bytes_V = jax.device_put(prepared.byte_lengths)
     writer = MetricsWriter(workdir, resume_step=start)
-    wall_start = time.perf_counter() - meta["wall_time"]
+    wall_start = entered - meta["wall_time"]  # wall_time counts setup too, summed over resumes
     last_saved = start if start else None
     records: dict[int, dict] = {}
 
@@ -256,17 +259,18 @@ def _loop(config, model_config, prepared, state, schedule, manager, meta, workdi
                 pending = (first, n, metrics)
                 end = first + n
                 is_eval = end % train.eval_every == 0 or end == steps
-                is_save = end % train.checkpoint_every == 0 or end == steps or stop.requested
-                if is_eval or is_save:
+                is_save = end % train.checkpoint_every == 0 or end == steps
+                if is_eval or is_save or stop.requested:
                     process(*pending)
                     pending = None
                     if is_eval:
                         run_eval(end)
-                    if is_save:
+                    flush_records()
+                    # A stop requested during the evaluation still saves this step.
+                    if is_save or stop.requested:
                         meta = {"wall_time": time.perf_counter() - wall_start}
                         checkpoint.save(manager, state, meta)
                         last_saved = end
-                    flush_records()
                     timer["last"] = time.perf_counter()
                 if stop.requested:
                     manager.wait_until_finished()

@@ -5,8 +5,9 @@ once, with the state donated so parameters and optimizer moments are updated in 
 
 * Loss: mean cross-entropy of the next token, in float32 whatever the compute dtype.
 * Optimizer: global-norm clipping, then AdamW. Weight decay applies to parameters with two or more
-  dimensions (dense kernels, embedding tables) and not to vectors (biases, norm scales): decaying
-  a bias or a scale towards zero only fights the normalisation, it does not regularise anything.
+  dimensions (dense kernels, embedding tables) and never to biases or norm scales, even the
+  per-head attention biases of shape (N, H): decaying a bias or a scale towards zero does not
+  regularise anything, it only fights the normalisation.
 * Learning rate: linear warm-up to ``lr`` over ``warmup_steps`` (step s gets
   ``lr * (s + 1) / (warmup_steps + 1)``, so the first step already learns), then a cosine decay
   to ``min_lr`` at the last step, as nanoGPT does.
@@ -65,8 +66,17 @@ def learning_rate(
 
 
 def decay_mask(params: Any) -> Any:
-    """True for the parameters that get weight decay: those with two or more dimensions."""
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
+    """True for the parameters that get weight decay: weight matrices and embedding tables.
+
+    The rule is "two or more dimensions, and not a bias or a norm scale": the attention's
+    per-head biases have shape (N, H), two dimensions, yet they are biases.
+    """
+
+    def decayed(path, p):
+        name = getattr(path[-1], "key", None)
+        return p.ndim >= 2 and name not in ("bias", "scale")
+
+    return jax.tree_util.tree_map_with_path(decayed, params)
 
 
 def make_optimizer(
@@ -178,7 +188,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainSta
         loss, grads = loss / accum, jax.tree.map(lambda g: g / accum, grads)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     return new_state, metrics
 

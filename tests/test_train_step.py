@@ -1,0 +1,150 @@
+"""Tests for gptjax.train_step: schedule, decay mask, accumulation, scan, evaluation sums."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gptjax import train_step as ts
+from gptjax.config import GPTConfig
+from gptjax.model import GPT
+
+CFG = GPTConfig(vocab_size=300, block_size=16, n_layer=2, n_head=2, n_embd=32, bias=True)
+OPT = dict(
+    lr=1e-3, min_lr=1e-4, warmup_steps=3, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0
+)
+
+
+def _state(cfg=CFG, grad_accum=1, total_steps=20, **opt):
+    tx, schedule = ts.make_optimizer(**{**OPT, **opt}, total_steps=total_steps)
+    init = lambda: ts.create_train_state(  # noqa: E731
+        GPT(cfg), tx, seed=0, block_size=cfg.block_size, grad_accum=grad_accum
+    )
+    return jax.jit(init)(), schedule
+
+
+def _batch(b, t=16, seed=0, v=300):
+    x = np.random.default_rng(seed).integers(0, v, size=(b, t + 1), dtype=np.int32)
+    return {"inputs": jnp.asarray(x[:, :-1]), "targets": jnp.asarray(x[:, 1:])}
+
+
+def test_learning_rate_matches_closed_form():
+    kw = dict(lr=1.0, min_lr=0.1, warmup_steps=10, total_steps=110)
+    for step in (0, 4, 9):
+        assert float(ts.learning_rate(step, **kw)) == pytest.approx((step + 1) / 11)
+    for step in (10, 35, 60, 85, 110):
+        want = 0.1 + 0.5 * (1 + math.cos(math.pi * (step - 10) / 100)) * 0.9
+        assert float(ts.learning_rate(step, **kw)) == pytest.approx(want, rel=1e-6)
+    assert float(ts.learning_rate(500, **kw)) == pytest.approx(0.1)
+
+
+def test_decay_mask_selects_matrices_of_the_real_model():
+    state, _ = _state()
+    mask = ts.decay_mask(state.params)
+    flat = {jax.tree_util.keystr(p): m for p, m in jax.tree_util.tree_leaves_with_path(mask)}
+    shapes = {
+        jax.tree_util.keystr(p): x.shape
+        for p, x in jax.tree_util.tree_leaves_with_path(state.params)
+    }
+    decayed = {k for k, m in flat.items() if m}
+    matrices = {k for k, s in shapes.items() if len(s) >= 2 and "bias" not in k}
+    assert decayed == matrices
+    # the model has 2-D biases (per head): the rule is about matrices, not only about ndim
+    assert any("bias" in k and len(s) == 2 for k, s in shapes.items())
+    assert any("bias" in k for k in flat) and not any("bias" in k for k in decayed)
+    assert any("scale" in k for k in flat) and not any("scale" in k for k in decayed)
+    assert any("kernel" in k for k in decayed) and any("embedding" in k for k in decayed)
+
+
+def test_weight_decay_applies_to_matrices_only():
+    # With zero gradients, Adam's update is 0 and only decoupled decay moves parameters:
+    # p <- p * (1 - lr * wd) for decayed ones, unchanged for the others.
+    tx, _ = ts.make_optimizer(**{**OPT, "warmup_steps": 0, "grad_clip": 0.0}, total_steps=10)
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones((4,)), "scale": jnp.ones((4,))}
+    opt_state = tx.init(params)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = tx.update(zeros, opt_state, params)
+    new = jax.tree.map(lambda p, u: p + u, params, updates)
+    np.testing.assert_allclose(new["w"], 1 - 1e-3 * 0.1, rtol=1e-6)
+    np.testing.assert_array_equal(new["b"], params["b"])
+    np.testing.assert_array_equal(new["scale"], params["scale"])
+
+
+def test_initial_loss_is_about_log_vocab():
+    state, _ = _state()
+    _, metrics = ts.train_step(state, _batch(8))
+    assert float(metrics["loss"]) == pytest.approx(math.log(300), abs=0.15)
+
+
+def test_gradient_accumulation_equals_one_large_batch():
+    # Plain SGD with rate 1 makes the update equal to minus the gradient, so the comparison is of
+    # gradients (Adam's first step would amplify rounding noise on near-zero gradients to +-lr).
+    batch = _batch(8)
+    states = {
+        a: jax.jit(
+            lambda a=a: ts.create_train_state(
+                GPT(CFG), optax.sgd(1.0), seed=0, block_size=16, grad_accum=a
+            )
+        )()
+        for a in (1, 4)
+    }
+    start = jax.tree.leaves(states[1].params)
+    new1, m1 = jax.jit(ts.train_step)(states[1], batch)
+    new4, m4 = jax.jit(ts.train_step)(states[4], batch)
+    assert float(m1["loss"]) == pytest.approx(float(m4["loss"]), rel=1e-6)
+    assert float(m1["grad_norm"]) == pytest.approx(float(m4["grad_norm"]), rel=1e-5)
+    leaves1, leaves4 = jax.tree.leaves(new1.params), jax.tree.leaves(new4.params)
+    for p0, a, b in zip(start, leaves1, leaves4, strict=True):
+        np.testing.assert_allclose(p0 - a, p0 - b, rtol=1e-4, atol=1e-7)
+    assert float(m1["grad_norm"]) > 0.1  # the gradients compared are not all tiny
+
+
+def test_scan_of_steps_equals_steps_one_by_one_and_unjitted():
+    batches = [_batch(4, seed=s) for s in range(3)]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
+    cfg = GPTConfig(**{**CFG.__dict__, "dropout": 0.1})  # exercise the per-step dropout keys
+    scanned, _ = _state(cfg)
+    scanned, m_scan = jax.jit(ts.train_steps)(scanned, stacked)
+    single, _ = _state(cfg)
+    losses = []
+    for b in batches:
+        single, m = ts.train_step(single, b)  # not jitted
+        losses.append(float(m["loss"]))
+    np.testing.assert_allclose(m_scan["loss"], losses, rtol=1e-5)
+    assert int(scanned.step) == int(single.step) == 3
+    for a, b in zip(jax.tree.leaves(scanned.params), jax.tree.leaves(single.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_dropout_key_depends_on_step_only():
+    cfg = GPTConfig(**{**CFG.__dict__, "dropout": 0.5})
+    state, _ = _state(cfg)
+    batch = _batch(4)
+    _, m_a = ts.train_step(state, batch)
+    _, m_b = ts.train_step(state, batch)
+    later = state.replace(step=state.step + 1)
+    _, m_c = ts.train_step(later, batch)
+    assert float(m_a["loss"]) == float(m_b["loss"])  # same step, same key
+    assert float(m_a["loss"]) != float(m_c["loss"])  # another step, another mask
+
+
+def test_eval_sums_match_a_direct_recomputation():
+    state, _ = _state()
+    batches = jax.tree.map(lambda *xs: jnp.stack(xs), *[_batch(3, seed=s) for s in range(2)])
+    special = 259
+    batches["targets"] = batches["targets"].at[0, 0, :4].set(special)
+    byte_lengths = np.random.default_rng(1).integers(1, 4, size=300).astype(np.int32)
+    byte_lengths[256:260] = 0
+    sums = ts.eval_sums(state.params, batches, jnp.asarray(byte_lengths), apply_fn=state.apply_fn)
+    logits = state.apply_fn({"params": state.params}, batches["inputs"].reshape(6, 16))
+    logp = jax.nn.log_softmax(np.asarray(logits, np.float64), axis=-1)
+    targets = np.asarray(batches["targets"]).reshape(6, 16)
+    nats = -np.take_along_axis(np.asarray(logp), targets[..., None], -1)[..., 0]
+    text = byte_lengths[targets] > 0
+    assert float(sums["tokens"]) == 96
+    assert float(sums["nats"]) == pytest.approx(nats.sum(), rel=1e-5)
+    assert float(sums["text_nats"]) == pytest.approx(nats[text].sum(), rel=1e-5)
+    assert float(sums["text_bytes"]) == byte_lengths[targets].sum()
