@@ -55,11 +55,17 @@ def analyze(runs):
     listing = ", ".join(f"{n} {facts[n]['final_val_bpb']:.3f}" for n in ranked)
     tokens = compare.format_count(facts[best]["tokens_seen"])
     extra = facts["learned"]["params"] - facts["none"]["params"]
+    # How much each variant still improved after its second evaluation (a plateau shows here).
+    steps, _ = runs[best].series("val_bpb")
+    after = steps[1]
+    drops = ", ".join(
+        f"{n} {runs[n].series('val_bpb')[1][1] - facts[n]['final_val_bpb']:.3f}" for n in ranked
+    )
     findings = (
         f"After {tokens} training tokens each, final validation bits per byte, from lowest to "
-        f"highest, was: {listing}. The gap between {best} and {worst} is "
-        f"{facts[worst]['final_val_bpb'] - facts[best]['final_val_bpb']:.3f} bits per byte, "
-        "from one seed per variant. "
+        f"highest, was: {listing} (one seed per variant; the gap between {best} and {worst} is "
+        f"{facts[worst]['final_val_bpb'] - facts[best]['final_val_bpb']:.3f}). "
+        f"From step {after} to the end, validation bits per byte fell by: {drops}. "
         f"Only the learned table adds parameters ({extra:,}); the other three have the same count."
     )
     return "## What the measurements show\n\n" + findings

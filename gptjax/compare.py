@@ -208,6 +208,7 @@ def write_report(
         if plots.plot_field(runs, legend, field, out / f"{field}.png"):
             images.append(f"![{field} against step, tokens seen and wall time]({field}.png)")
         else:
+            (out / f"{field}.png").unlink(missing_ok=True)  # a plot left by an earlier report
             images.append(f"No run has logged `{field}` yet, so there is no plot of it.")
     parts = [f"# {title}", intro, "## Runs", summary, "## Curves", *images, extra]
     (out / "report.md").write_text("\n\n".join(p.strip() for p in parts if p.strip()) + "\n")
@@ -230,6 +231,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = [load_run(path) for path in args.runs]
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    logged = {field for run in runs for record in run.metrics for field in record}
+    if logged and args.metric not in logged:
+        fields = ", ".join(sorted(f for f in logged if f.startswith(("val_", "train_"))))
+        print(f"error: no run logged --metric={args.metric}; logged: {fields}", file=sys.stderr)
         return 2
     summary = write_report(runs, Path(args.out), metric=args.metric)
     print(summary)

@@ -254,6 +254,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # The trainer saved a checkpoint before letting the interrupt through.
+        print(f"interrupted: run `{command}` again to resume", file=sys.stderr)
+        return 130
     print(f"{datetime.datetime.now():%H:%M:%S} done: {status}; report: {report}")
     return 0
 

@@ -82,6 +82,9 @@ def test_compare_metric_option_plots_that_metric(two_runs, tmp_path, capsys):
     assert "Lowest val_loss:" in capsys.readouterr().out
     assert_valid_png(out / "val_loss.png")
     assert not (out / "val_bpb.png").exists()
+    assert compare.main([*map(str, two_runs), "--out", str(out), "--metric", "val_bbp"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no run logged --metric=val_bbp; logged: ") and "val_bpb" in err
 
 
 def test_not_a_run_directory_is_a_clear_error(tmp_path, capsys):
