@@ -76,4 +76,10 @@ def analyze(runs):
         f"{p['final_val_bpb']:.3f} with BPE (one seed each). "
         "The samples below are what each model writes after the prompt, unedited."
     )
-    return "\n\n".join(["## What the measurements show", findings, "## Samples", *parts])
+    c = first.config
+    how = (
+        f"Prompt {c['sample.prompt']!r}, {c['sample.max_new_tokens']} new tokens per sample "
+        f"(so about {p['bpt'] / b['bpt']:.1f} times more text with BPE), temperature "
+        f"{c['sample.temperature']}, top-p {c['sample.top_p']}."
+    )
+    return "\n\n".join(["## What the measurements show", findings, "## Samples", how, *parts])
