@@ -84,8 +84,14 @@ def analyze(runs):
     (small, lo), (large, hi) = ordered[0], ordered[-1]
     best = min(facts, key=lambda n: facts[n]["final_val_bpb"])
     worst = max(facts, key=lambda n: facts[n]["final_val_bpb"])
+    bpts = [f["bpt"] for _, f in ordered]
+    trend = (
+        "A larger vocabulary makes sequences shorter"
+        if all(a < b for a, b in zip(bpts, bpts[1:], strict=False))
+        else "Sequence length does not fall steadily with the vocabulary size"
+    )
     findings = (
-        f"A larger vocabulary makes sequences shorter: the {val_bytes:,}-byte validation split "
+        f"{trend}: the {val_bytes:,}-byte validation split "
         f"is {val_bytes / lo['bpt']:,.0f} tokens with {lo['vocab']} ids ({lo['bpt']:.2f} bytes "
         f"per token) and {val_bytes / hi['bpt']:,.0f} with {hi['vocab']} ids "
         f"({hi['bpt']:.2f}), and the {passage_bytes}-byte passage goes from {lo['passage']} to "
