@@ -202,6 +202,15 @@ def held_fixed(runs: Sequence[Run]) -> str:
     return f"Held fixed: every config key not in the table. Training budget: {tokens}."
 
 
+def shared_config(runs: Sequence[Run]) -> str:
+    """Lists the config the variants share, as a collapsed Markdown block."""
+    differ = set(compare.differing_keys(runs))
+    lines = [f"{k} = {v!r}" for k, v in runs[0].config.items() if k not in differ]
+    body = "\n".join(lines)
+    summary = "<summary>Config shared by every variant</summary>"
+    return f"<details>{summary}\n\n```\n{body}\n```\n\n</details>"
+
+
 def run_experiment(
     experiment: Experiment, runs_dir: Path, results_dir: Path, command: str
 ) -> tuple[dict[str, str], Path]:
@@ -234,6 +243,7 @@ def run_experiment(
         ]
     )
     extra = experiment.analyze(runs) if experiment.analyze else ""
+    extra = f"{extra}\n\n{shared_config(list(runs.values()))}"
     title = f"Experiment: {experiment.name}"
     compare.write_report(list(runs.values()), out, experiment.metric, title, intro, extra)
     return status, out / "report.md"

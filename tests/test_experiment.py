@@ -71,6 +71,8 @@ def test_sweep_skips_finished_resumes_interrupted_and_reports(
     assert "Training budget: 256 tokens for every variant" in report  # 4 steps x 4 x 1 x 16
     assert "Config keys that differ: `model.n_head`, `opt.lr`." in report
     assert "## Own section\n\nvariants: a, b" in report
+    assert "Config shared by every variant" in report and "\nmodel.n_embd = 32\n" in report
+    assert "\nmodel.n_head = " not in report
     for name in ("val_bpb.png", "train_loss.png"):
         with Image.open(report_dir / name) as image:
             image.verify()
