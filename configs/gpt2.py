@@ -7,7 +7,8 @@ Loads the GPT-2 byte-level BPE from ``$GPTJAX_DATA_DIR/gpt2.tiktoken`` (50,256 r
 50,304 (a multiple of 64, as nanoGPT does for faster matmuls); the extra rows are never targets.
 Block 1024, batch 8 x 64 accumulated micro-batches = 512 sequences (0.5M tokens) per step, bfloat16
 compute, lr 6e-4 with 2000 warm-up steps decaying to 6e-5 over 600k steps: nanoGPT's GPT-2 recipe.
-Meant for accelerators; the tests only build it abstractly (`jax.eval_shape`). MEASURED_GPT2
+Meant for accelerators; the tests only build it abstractly (`jax.eval_shape`);
+no run of it has been measured.
 """
 
 import ml_collections

@@ -5,7 +5,8 @@
 6 layers, 6 heads, width 384, block 256, dropout 0.2, batch 64, 5000 steps (nanoGPT's
 train_shakespeare_char recipe, with a 1024-token BPE instead of characters). About 10.8M
 parameters: minutes on one GPU, hours on a laptop CPU. On a CPU, shrink it with overrides, e.g.
-``--config.train.steps=200 --config.train.batch_size=8``. MEASURED_BPE
+``--config.train.steps=200 --config.train.batch_size=8``. Not measured yet (no GPU
+was available when it was written); its tests build it abstractly.
 """
 
 import ml_collections

@@ -1,6 +1,6 @@
 """Training speed on the shakespeare_char recipe (nanoGPT's CPU recipe), with MFU.
 
-  python experiments/benchmarks/bench_train.py [--steps 2000] [--steps_per_call 25]
+  python experiments/benchmarks/bench_train.py [--steps 2000] [--steps_per_call 25] [--dtype D]
 
 Runs the full ``configs/shakespeare_char.py`` training (tokenizer, compile, evaluations every 250
 steps, checkpoints) into a temporary run directory and prints:
@@ -37,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--steps_per_call", type=int, default=None)
+    parser.add_argument("--dtype", default=None, help="model compute dtype (float32, bfloat16)")
     args = parser.parse_args()
     spec = importlib.util.spec_from_file_location("cfg", REPO / "configs/shakespeare_char.py")
     module = importlib.util.module_from_spec(spec)
@@ -45,6 +46,8 @@ def main() -> None:
     config.train.steps = args.steps
     if args.steps_per_call:
         config.train.steps_per_call = args.steps_per_call
+    if args.dtype:
+        config.model.dtype = args.dtype
     config.sample.num_samples = 0  # time the training, not the sampling
 
     peak = measure_matmul_flops()
@@ -59,7 +62,8 @@ def main() -> None:
     tokens_per_step = config.train.batch_size * config.model.block_size
     final = [r for r in rows if "val_loss" in r][-1]
     flops = info["flops_per_token"] * steady
-    print(f"\nmachine: {info['device_kind']}, JAX {info['jax_version']}, {info['devices']}")
+    print(f"\nmodel dtype {config.model.dtype}, {config.train.steps_per_call} steps per call")
+    print(f"machine: {info['device_kind']}, JAX {info['jax_version']}, {info['devices']}")
     print(f"matmul peak (float32, 2048^3, measured now): {peak / 1e9:,.0f} GFLOP/s")
     print(f"steady state: {steady:,.0f} tokens/s, {1e3 * tokens_per_step / steady:.1f} ms/step, "
           f"{flops / 1e9:,.0f} GFLOP/s, MFU {flops / peak:.1%}")  # fmt: skip
