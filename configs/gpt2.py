@@ -63,4 +63,6 @@ def get_config() -> ml_collections.ConfigDict:
         top_p=1.0,
         num_samples=4,
     )
+    # Devices: data parallel over all of them (see gptjax/sharding.py and the README).
+    c.mesh = dict(data=-1, fsdp=1)
     return c

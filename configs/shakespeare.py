@@ -56,4 +56,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.sample = dict(
         prompt="ROMEO:", max_new_tokens=200, temperature=0.8, top_k=0, top_p=0.95, num_samples=2
     )
+    # Devices: data parallel over all of them (see gptjax/sharding.py and the README).
+    c.mesh = dict(data=-1, fsdp=1)
     return c

@@ -57,4 +57,6 @@ def get_config() -> ml_collections.ConfigDict:
     c.sample = dict(
         prompt="The ", max_new_tokens=100, temperature=0.8, top_k=0, top_p=0.95, num_samples=2
     )
+    # Devices: data parallel over all of them (see gptjax/sharding.py and the README).
+    c.mesh = dict(data=-1, fsdp=1)
     return c

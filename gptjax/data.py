@@ -216,7 +216,14 @@ def token_byte_lengths(tok) -> np.ndarray:
 
 
 def batch_at(
-    ids_N: np.ndarray, *, seed: int, stream: int, index: int, batch_size: int, block_size: int
+    ids_N: np.ndarray,
+    *,
+    seed: int,
+    stream: int,
+    index: int,
+    batch_size: int,
+    block_size: int,
+    rows: slice = slice(None),
 ) -> dict[str, np.ndarray]:
     """One batch of random windows, a pure function of ``(seed, stream, index)``.
 
@@ -224,13 +231,15 @@ def batch_at(
       ids_N: the encoded split.
       seed, stream, index: what the batch is a function of (``index`` is the step for training).
       batch_size: B, block_size: T.
+      rows: which rows of the batch to build; on several hosts each one builds only its own
+        (`gptjax.sharding.host_rows`), every row staying the one an all-rows call would give.
 
     Returns:
       ``{"inputs": x_BT, "targets": y_BT}``, int32, ``y_BT`` being ``x_BT`` shifted by one.
     """
     assert len(ids_N) > block_size, "checked by check_split_size"
     rng = np.random.default_rng([seed, stream, index])
-    starts_B = rng.integers(0, len(ids_N) - block_size, size=batch_size)
+    starts_B = rng.integers(0, len(ids_N) - block_size, size=batch_size)[rows]
     window_BT1 = ids_N[starts_B[:, None] + np.arange(block_size + 1)].astype(np.int32)
     return {"inputs": window_BT1[:, :-1], "targets": window_BT1[:, 1:]}
 

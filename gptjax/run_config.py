@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import ml_collections
 
+from gptjax import sharding
 from gptjax.config import GPTConfig
 from gptjax.sampling import check_sampling_args
 from gptjax.tokenizer import PATTERNS
@@ -35,6 +36,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
         "log_every", "checkpoint_every", "keep_checkpoints",
     ),
     "sample": ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "num_samples"),
+    "mesh": ("data", "fsdp"),
 }  # fmt: skip
 SAFE_ON_RESUME = (
     "train.steps",
@@ -45,6 +47,7 @@ SAFE_ON_RESUME = (
     "train.checkpoint_every",
     "train.keep_checkpoints",
     "sample.",
+    "mesh.",  # checkpoints restore under any mesh
 )
 
 
@@ -116,6 +119,8 @@ def check_config(config: ml_collections.ConfigDict) -> GPTConfig:
             f"train.grad_accum={train.grad_accum}: the batch is cut into grad_accum equal "
             "micro-batches."
         )
+    # The mesh against the devices present, and the batch against the mesh.
+    sharding.check_batch_size(train.batch_size, train.grad_accum, sharding.make_mesh(config.mesh))
     sample = config.sample
     _int("sample.max_new_tokens", sample.max_new_tokens, 0)
     _int("sample.num_samples", sample.num_samples, 0)

@@ -31,8 +31,8 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import optax
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp")
 # The batch is split over both axes: FSDP is data parallel too, it only shards parameters.
@@ -104,7 +104,9 @@ def make_mesh(mesh_config: Mapping[str, int], devices: Sequence[Any] | None = No
     devices = jax.devices() if devices is None else list(devices)
     sizes = resolve_mesh_shape(mesh_config, len(devices))
     shape = tuple(sizes[axis] for axis in MESH_AXES)
-    return jax.make_mesh(shape, MESH_AXES, devices=devices)
+    # Auto axes: we annotate inputs and the state, and XLA's partitioner propagates the rest.
+    auto = (AxisType.Auto,) * len(MESH_AXES)
+    return jax.make_mesh(shape, MESH_AXES, axis_types=auto, devices=devices)
 
 
 def data_parallel_size(mesh: Mesh) -> int:
@@ -164,9 +166,38 @@ def logical_to_sharding(boxed_tree: Any, mesh: Mesh) -> Any:
     return nn.logical_to_mesh_sharding(specs, mesh, LOGICAL_AXIS_RULES)
 
 
-def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
-    """Batches are split along their leading axis over every device; other axes replicated."""
-    return NamedSharding(mesh, PartitionSpec(BATCH_AXES, *([None] * (ndim - 1))))
+def train_state_shardings(abstract_state: Any, boxed_params: Any, tx, mesh: Mesh) -> Any:
+    """Where each leaf of a `TrainState` lives: parameters by the rules, optimizer moments like
+    their parameters, counters and keys replicated.
+
+    Args:
+      abstract_state: the state from ``jax.eval_shape`` (unboxed parameters).
+      boxed_params: the model's abstract parameters with their logical-axis boxes.
+      tx: the optax transformation that built ``abstract_state.opt_state``.
+      mesh: the device mesh.
+
+    Returns:
+      A `TrainState`-shaped tree of `NamedSharding`, for ``jax.jit(..., out_shardings=...)``.
+    """
+    params = logical_to_sharding(boxed_params, mesh)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    opt_state = optax.tree_map_params(
+        tx,
+        lambda _, sharding: sharding,
+        abstract_state.opt_state,
+        params,
+        transform_non_params=lambda _: replicated,
+    )
+    return abstract_state.replace(
+        step=replicated, params=params, opt_state=opt_state, rng=replicated
+    )
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 2, batch_axis: int = 0) -> NamedSharding:
+    """Batches are split along their batch axis over every device; other axes replicated."""
+    spec = [None] * ndim
+    spec[batch_axis] = BATCH_AXES
+    return NamedSharding(mesh, PartitionSpec(*spec))
 
 
 def host_rows(batch_size: int) -> slice:
@@ -181,7 +212,24 @@ def host_rows(batch_size: int) -> slice:
     return slice(start, start + per_host)
 
 
-def global_batch(local_rows: np.ndarray, mesh: Mesh) -> jax.Array:
-    """Assembles the global batch from each host's rows (`host_rows`) as one sharded array."""
-    sharding = batch_sharding(mesh, local_rows.ndim)
-    return jax.make_array_from_process_local_data(sharding, local_rows)
+def global_batch(local_rows: Any, mesh: Mesh, batch_axis: int = 0) -> Any:
+    """Assembles global batches from each host's rows (`host_rows`) as sharded arrays.
+
+    Args:
+      local_rows: a tree of NumPy arrays holding this host's rows along ``batch_axis``.
+      mesh: the device mesh.
+      batch_axis: the batch axis (1 for stacked batches ``x_KBT``).
+    """
+
+    def assemble(rows):
+        shape = list(rows.shape)
+        shape[batch_axis] *= jax.process_count()
+        sharding = batch_sharding(mesh, rows.ndim, batch_axis)
+        return jax.make_array_from_process_local_data(sharding, rows, tuple(shape))
+
+    return jax.tree.map(assemble, local_rows)
+
+
+def replicated(tree: Any, mesh: Mesh) -> Any:
+    """The same value on every device (small tables such as the byte length of each token)."""
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))

@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from gptjax import checkpoint, data
+from gptjax import checkpoint, data, sharding
 from gptjax.config import GPTConfig
 from gptjax.metrics import MetricsWriter, eval_summary, measure_matmul_flops, mfu
 from gptjax.model import GPT
@@ -101,16 +101,23 @@ def _write_samples(config, model_config, params, tok, workdir: Path) -> None:
     print(text, end="", flush=True)
 
 
-def _eval_sets(config, model_config: GPTConfig, prepared: PreparedData) -> dict:
+def _eval_sets(config, model_config: GPTConfig, prepared: PreparedData, mesh) -> dict:
     kwargs = dict(
-        seed=config.seed, batch_size=config.train.batch_size, block_size=model_config.block_size
+        seed=config.seed,
+        batch_size=config.train.batch_size,
+        block_size=model_config.block_size,
+        rows=sharding.host_rows(config.train.batch_size),
     )
     indices = range(config.train.eval_batches)
-    val = data.stacked_batches(prepared.val_ids, indices, stream=data.VAL_EVAL_STREAM, **kwargs)
-    train = data.stacked_batches(
-        prepared.train_ids, indices, stream=data.TRAIN_EVAL_STREAM, **kwargs
-    )
-    return {"val": jax.device_put(val), "train": jax.device_put(train)}
+    sets = {
+        "val": data.stacked_batches(
+            prepared.val_ids, indices, stream=data.VAL_EVAL_STREAM, **kwargs
+        ),
+        "train": data.stacked_batches(
+            prepared.train_ids, indices, stream=data.TRAIN_EVAL_STREAM, **kwargs
+        ),
+    }
+    return sharding.global_batch(sets, mesh, batch_axis=1)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
@@ -126,6 +133,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       KeyboardInterrupt: after Ctrl-C, once the checkpoint is saved.
     """
     entered = time.perf_counter()
+    sharding.maybe_initialize_distributed()  # before anything asks JAX for its devices
     workdir = Path(workdir)
     model_config = check_config(config)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -140,11 +148,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
     train, steps = config.train, config.train.steps
     tx, schedule = make_optimizer(**config.opt, total_steps=steps)
+    model = GPT(model_config)
     init = functools.partial(
-        create_train_state, GPT(model_config), tx, seed=config.seed,
+        create_train_state, model, tx, seed=config.seed,
         block_size=model_config.block_size, grad_accum=train.grad_accum,
     )  # fmt: skip
-    state = jax.jit(init)()
+    # Shapes first (nothing allocated), then the state is created directly in its sharded layout.
+    mesh = sharding.make_mesh(config.mesh)
+    tokens = jax.ShapeDtypeStruct((1, model_config.block_size), jax.numpy.int32)
+    boxed_params = jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens)["params"]
+    state_sharding = sharding.train_state_shardings(jax.eval_shape(init), boxed_params, tx, mesh)
+    state = jax.jit(init, out_shardings=state_sharding)()
     manager = checkpoint.make_manager(workdir, keep=train.keep_checkpoints)
     meta = {"wall_time": 0.0}
     if resume_step is not None:
@@ -158,7 +172,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
             print(f"{workdir} already finished {step} steps (train.steps={steps}); samples:")
         else:
             state = _loop(config, model_config, prepared, state, schedule, manager, meta, workdir,
-                          peak_flops, entered)  # fmt: skip
+                          peak_flops, entered, state_sharding)  # fmt: skip
     finally:
         manager.wait_until_finished()
         manager.close()
@@ -166,16 +180,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
 
 
 def _loop(
-    config, model_config, prepared, state, schedule, manager, meta, workdir, peak_flops, entered
-):
+    config, model_config, prepared, state, schedule, manager, meta, workdir, peak_flops, entered,
+    state_sharding,
+):  # fmt: skip
     train, steps = config.train, config.train.steps
     tokens_per_step = train.batch_size * model_config.block_size
     flops_per_token = model_config.flops_per_token()
     start = int(state.step)
-    multi_step = jax.jit(train_steps, donate_argnums=0)
+    mesh = jax.tree.leaves(state_sharding)[0].mesh
+    # The state keeps its layout from call to call; batches arrive already split (make_batches).
+    multi_step = jax.jit(train_steps, donate_argnums=0, out_shardings=(state_sharding, None))
     evaluate = jax.jit(functools.partial(eval_sums, apply_fn=state.apply_fn))
-    eval_sets = _eval_sets(config, model_config, prepared)
-    bytes_V = jax.device_put(prepared.byte_lengths)
+    eval_sets = _eval_sets(config, model_config, prepared, mesh)
+    bytes_V = sharding.replicated(prepared.byte_lengths, mesh)
     writer = MetricsWriter(workdir, resume_step=start)
     wall_start = entered - meta["wall_time"]  # wall_time counts setup too, summed over resumes
     last_saved = start if start else None
@@ -240,9 +257,9 @@ def _loop(
         batches = data.stacked_batches(
             prepared.train_ids, range(first, first + n), seed=config.seed,
             stream=data.TRAIN_STREAM, batch_size=train.batch_size,
-            block_size=model_config.block_size,
+            block_size=model_config.block_size, rows=sharding.host_rows(train.batch_size),
         )  # fmt: skip
-        return first, n, jax.device_put(batches)
+        return first, n, sharding.global_batch(batches, mesh, batch_axis=1)
 
     plan = call_plan(start, steps, train.steps_per_call, (train.eval_every, train.checkpoint_every))
     bar = tqdm(total=steps, initial=start, unit="step", dynamic_ncols=True, smoothing=0.1)
