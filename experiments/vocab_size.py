@@ -81,7 +81,7 @@ def analyze(runs):
     header = ["variant", "vocab", "val tokens", "bytes/token", "passage tokens"]
     header += [f"bytes per {block}-token block", "params", "tokens/s", "final val bpb"]
     ordered = sorted(facts.items(), key=lambda item: item[1]["vocab"])
-    (small, lo), (large, hi) = ordered[0], ordered[-1]
+    lo, hi = ordered[0][1], ordered[-1][1]
     best = min(facts, key=lambda n: facts[n]["final_val_bpb"])
     worst = max(facts, key=lambda n: facts[n]["final_val_bpb"])
     bpts = [f["bpt"] for _, f in ordered]
@@ -103,9 +103,9 @@ def analyze(runs):
         f"final validation bits per byte was lowest for "
         f"{best} ({facts[best]['final_val_bpb']:.3f}) and highest for {worst} "
         f"({facts[worst]['final_val_bpb']:.3f}), one seed each. "
-        f"Median training throughput went from {compare.format_count(lo['tokens_per_sec'])} "
-        f"tokens/s ({small}) to {compare.format_count(hi['tokens_per_sec'])} ({large}) on a "
-        "shared machine, so treat it as indicative."
+        "Median training throughput in tokens/s: "
+        + ", ".join(f"{n} {compare.format_count(f['tokens_per_sec'])}" for n, f in ordered)
+        + " (a shared machine: indicative only)."
     )
     passage = "\n".join(f"    {line}" for line in PASSAGE.splitlines())
     return "\n\n".join(
