@@ -6,9 +6,13 @@ activations of the residual stream at a sane scale.
 
 Choices:
 
-* GELU is the exact erf form, PyTorch's ``nn.GELU()`` default and nanoGPT's choice, so the model
-  matches a PyTorch reference number for number; GPT-2's original code used the tanh
-  approximation (``jax.nn.gelu(approximate=True)``), which differs by < 1e-3.
+* GELU is the tanh approximation ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``, the form
+  GPT-2's own code used (``gelu_new`` in Hugging Face's port), so a GPT-2 checkpoint sees the
+  activation it was trained with. It differs from the exact erf form (PyTorch's ``nn.GELU()``
+  default, nanoGPT's choice) by at most 4.8e-4. It is also cheaper on CPU: XLA computes erf and
+  its derivative as long polynomials, and the exact form cost 12% of the shakespeare_char step
+  (52 -> 46 CPU-ms per step), and that recipe's validation loss at step 2000 is the same
+  (1.8833, against 1.8832 with erf).
 * The output projection is a residual projection: it gets GPT-2's scaled initialisation
   normal(0.02 / sqrt(2 L)), since each of the 2 L residual branches adds to the same stream.
 * ``make_norm`` gives LayerNorm (GPT-2; bias following ``GPTConfig.bias``) or RMSNorm (no mean
@@ -89,7 +93,7 @@ class MLP(nn.Module):
             name="fc",
             **dense,
         )(x_BTD)
-        h_BTF = jax.nn.gelu(h_BTF, approximate=False)
+        h_BTF = jax.nn.gelu(h_BTF, approximate=True)
         y_BTD = nn.Dense(
             cfg.n_embd,
             kernel_init=dense_init(("mlp", "embed"), residual_std(cfg)),
