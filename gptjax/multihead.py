@@ -7,9 +7,13 @@ outputs are concatenated and projected back to width D. Heads are an axis of the
 
 Choices:
 
-* q, k and v come from three ``DenseGeneral`` maps D -> (N, H), kernels ``(D, N, H)`` with logical
-  axes ``(embed, heads, head_dim)``, so the heads axis can be sharded; the output map
-  (N, H) -> D has the residual initialisation normal(0.02 / sqrt(2 L)) of GPT-2.
+* q, k and v come from three maps D -> (N, H), kernels ``(D, N, H)`` with logical axes
+  ``(embed, heads, head_dim)``, so the heads axis can be sharded; the output map (N, H) -> D has
+  the residual initialisation normal(0.02 / sqrt(2 L)) of GPT-2. All four are
+  ``feedforward.Linear`` (``nn.DenseGeneral``'s parameters, a backward pass that XLA's CPU
+  backend runs without transposing the cotangents). One fused (D, 3, N, H) projection was
+  measured too and did not pay on CPU (shakespeare_char: 31.6 CPU-ms per step, against 31.2 with
+  three), so the parameters keep GPT-2's three separate q, k, v names.
 * RoPE, when on, rotates q and k after projection (tables built once per forward pass, passed in).
 * With a KV cache, the new keys and values are written at slots ``index .. index+T-1`` of the
   fixed-size (block_size) cache with ``lax.dynamic_update_slice``, and the queries attend over the
@@ -34,7 +38,7 @@ import jax.numpy as jnp
 
 from gptjax import attention
 from gptjax.config import GPTConfig
-from gptjax.feedforward import dense_init, residual_std, zeros_init
+from gptjax.feedforward import Linear, residual_std
 from gptjax.positional import apply_rope
 
 # Key slots per iteration of the cached (decoding) attention; see attention.chunked_attention.
@@ -79,13 +83,13 @@ class MultiHeadAttention(nn.Module):
         dtype, param_dtype = cfg.jnp_dtype, cfg.jnp_param_dtype
 
         def project(name: str) -> jax.Array:
-            return nn.DenseGeneral(
+            return Linear(
                 (n, h),
+                ("embed", "heads", "head_dim"),
+                ("heads", "head_dim"),
                 use_bias=cfg.bias,
                 dtype=dtype,
                 param_dtype=param_dtype,
-                kernel_init=dense_init(("embed", "heads", "head_dim")),
-                bias_init=zeros_init(("heads", "head_dim")),
                 name=name,
             )(x_BTD)
 
@@ -120,14 +124,15 @@ class MultiHeadAttention(nn.Module):
             probs_BNTS = nn.Dropout(cfg.dropout)(probs_BNTS, deterministic=deterministic)
             out_BTNH = attention.weighted_values(probs_BNTS, v_BSNH)
 
-        y_BTD = nn.DenseGeneral(
+        y_BTD = Linear(
             cfg.n_embd,
-            axis=(-2, -1),
+            ("heads", "head_dim", "embed"),
+            ("embed",),
+            in_dims=2,
+            std=residual_std(cfg),
             use_bias=cfg.bias,
             dtype=dtype,
             param_dtype=param_dtype,
-            kernel_init=dense_init(("heads", "head_dim", "embed"), residual_std(cfg)),
-            bias_init=zeros_init(("embed",)),
             name="proj",
         )(out_BTNH)
         y_BTD = nn.Dropout(cfg.dropout)(y_BTD, deterministic=deterministic)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.extend import core as jax_core
 
-from gptjax import multihead
+from gptjax import feedforward, multihead
 from gptjax.config import GPTConfig
 from gptjax.model import GPT, check_tokens, init_cache
 
@@ -126,6 +126,38 @@ def test_boxed_and_unboxed_variables_give_the_same_logits():
     assert tuple(specs["blocks_1"]["mlp"]["fc"]["kernel"]) == ("embed", "mlp")
     assert tuple(specs["blocks_1"]["mlp"]["fc"]["bias"]) == ("mlp",)
     assert tuple(specs["ln_f"]["scale"]) == ("embed",)
+
+
+@pytest.mark.parametrize(
+    "features, in_dims, use_bias, dtype",
+    [(24, 1, True, "float32"), ((4, 8), 1, False, "float32"), (24, 2, True, "float32"),
+     (24, 1, True, "bfloat16")],
+)  # fmt: skip
+def test_linear_is_dense_general_with_the_same_gradients(features, in_dims, use_bias, dtype):
+    # Linear writes out its backward pass (the kernel gradient as x^T g): same parameters, same
+    # initial values, same outputs and gradients as nn.DenseGeneral.
+    x = jax.random.normal(jax.random.key(0), (2, 5, 4, 8) if in_dims == 2 else (2, 5, 32))
+    axes = tuple(range(-in_dims, 0))
+    names = ("a", "b", "c", "d")[: in_dims + np.ndim(features)]
+    ours = feedforward.Linear(features, names, names[in_dims:], in_dims=in_dims,
+                              use_bias=use_bias, dtype=jnp.dtype(dtype))  # fmt: skip
+    theirs = nn.DenseGeneral(features, axis=axes, use_bias=use_bias, dtype=jnp.dtype(dtype),
+                             kernel_init=nn.initializers.normal(0.02))  # fmt: skip
+    variables = nn.unbox(ours.init(jax.random.key(1), x))
+    reference = theirs.init(jax.random.key(1), x)
+    jax.tree.map(np.testing.assert_array_equal, variables, reference)
+    shape = (features,) if isinstance(features, int) else features
+    bias = {"bias": jax.random.normal(jax.random.key(2), shape)} if use_bias else {}
+    params = {"params": {**variables["params"], **bias}}
+
+    def loss(module, params, x):
+        return jnp.sum(jnp.sin(module.apply(params, x).astype(jnp.float32)))
+
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == "bfloat16" else dict(rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), **tol)
+    got = jax.grad(functools.partial(loss, ours), argnums=(0, 1))(params, x)
+    want = jax.grad(functools.partial(loss, theirs), argnums=(0, 1))(params, x)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
 
 
 def test_gpt2_initialisation():
