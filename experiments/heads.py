@@ -65,6 +65,9 @@ def analyze(runs):
         f"{same} Final validation bits per byte, from lowest to highest: {listing}, a spread of "
         f"{gap:.3f}; the same 4-head model with another seed (h4_seed1) lands {seeds:.3f} away "
         "from h4. "
-        f"Median training throughput in tokens/s: {speed} (a shared machine: indicative only)."
+        f"Median training throughput in tokens/s: {speed}; h4 and h4_seed1 do the same "
+        f"computation yet measured {compare.format_count(facts['h4']['tokens_per_sec'])} and "
+        f"{compare.format_count(facts['h4_seed1']['tokens_per_sec'])} on this shared machine, "
+        "which bounds what the throughput differences can show."
     )
     return "## What the measurements show\n\n" + findings
