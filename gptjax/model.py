@@ -226,6 +226,10 @@ class GPT(nn.Module):
         if cfg.pos_encoding == "learned":
             x_BTD = x_BTD + self.wpe(positions_T)[None]
         elif cfg.pos_encoding == "sinusoidal":
+            # The table's entries are of order 1 while the token embeddings (normal 0.02) are 50x
+            # smaller: added as is, position would swamp the token after the first norm and the
+            # model stalls. Vaswani et al. (section 3.4) scale the embeddings by sqrt(D); so do we.
+            x_BTD = x_BTD * jnp.sqrt(jnp.asarray(cfg.n_embd, x_BTD.dtype))
             x_BTD = x_BTD + sinusoidal_encoding(positions_T, cfg.n_embd).astype(x_BTD.dtype)[None]
         x_BTD = self.drop(x_BTD, deterministic=deterministic)
 

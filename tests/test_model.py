@@ -285,3 +285,19 @@ def test_model_checks_shapes_and_dtypes_at_trace_time():
     )
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         init_cache(model.config, 0)
+
+
+def test_sinusoidal_positions_are_added_to_embeddings_scaled_by_sqrt_width():
+    from gptjax.positional import sinusoidal_encoding
+
+    cfg = tiny(pos_encoding="sinusoidal")
+    tokens = jnp.array([[3, 1, 4, 1, 5, 9]], jnp.int32)
+    variables = GPT(cfg).init(jax.random.PRNGKey(0), tokens)
+    _, state = GPT(cfg).apply(
+        variables, tokens, capture_intermediates=True, mutable="intermediates"
+    )
+    x_BTD = state["intermediates"]["drop"]["__call__"][0]  # the input of the first block
+    table_VD = nn.unbox(variables)["params"]["wte"]["embedding"]
+    positions = sinusoidal_encoding(jnp.arange(tokens.shape[1]), cfg.n_embd)
+    expected = table_VD[tokens] * np.sqrt(cfg.n_embd) + positions[None]
+    np.testing.assert_allclose(x_BTD, expected, rtol=1e-6, atol=1e-6)
