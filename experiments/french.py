@@ -16,28 +16,9 @@ from gptjax import compare, data
 from gptjax import tokenizer as tk
 from gptjax.experiment import apply_overrides, config_from_file
 
-BASE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare.py"
+BASE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_small.py"
 CORPUS = "hugo_miserables_fr.txt"
 
-SMALL = {
-    "model.block_size": 64,
-    "model.n_layer": 2,
-    "model.n_head": 4,
-    "model.n_embd": 128,
-    "model.dropout": 0.0,
-    "opt.lr": 2e-3,
-    "opt.min_lr": 2e-4,
-    "opt.warmup_steps": 50,
-    "train.steps": 600,
-    "train.batch_size": 16,
-    "train.steps_per_call": 10,
-    "train.eval_every": 100,
-    "train.eval_batches": 20,
-    "train.checkpoint_every": 300,
-    "sample.prompt": "Le chat mange la",
-    "sample.max_new_tokens": 150,
-    "sample.num_samples": 2,
-}
 
 VARIANTS = {
     "bytes": {"tokenizer.vocab_size": 260},
@@ -49,8 +30,13 @@ def get_config():
     root = os.environ.get("GPTJAX_DATA_DIR")
     if not root:
         raise ValueError(f"experiments/french.py reads {CORPUS} from $GPTJAX_DATA_DIR: set it")
-    corpus = {"data.corpus": str(Path(root) / CORPUS)}
-    return apply_overrides(config_from_file(BASE), {**SMALL, **corpus}, "experiments/french.py")
+    french = {
+        "data.corpus": str(Path(root) / CORPUS),
+        "sample.prompt": "Le chat mange la",
+        "sample.max_new_tokens": 150,
+        "sample.num_samples": 2,
+    }
+    return apply_overrides(config_from_file(BASE), french, "experiments/french.py")
 
 
 def analyze(runs):

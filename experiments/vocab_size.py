@@ -13,28 +13,10 @@ from pathlib import Path
 
 from gptjax import compare, data
 from gptjax import tokenizer as tk
-from gptjax.experiment import apply_overrides, config_from_file
+from gptjax.experiment import config_from_file
 
-BASE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare.py"
+BASE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_small.py"
 
-SMALL = {
-    "model.block_size": 64,
-    "model.n_layer": 2,
-    "model.n_head": 4,
-    "model.n_embd": 128,
-    "model.dropout": 0.0,
-    "opt.lr": 2e-3,
-    "opt.min_lr": 2e-4,
-    "opt.warmup_steps": 50,
-    "train.steps": 600,
-    "train.batch_size": 16,
-    "train.steps_per_call": 10,
-    "train.eval_every": 100,
-    "train.eval_batches": 20,
-    "train.checkpoint_every": 300,
-    "sample.max_new_tokens": 100,
-    "sample.num_samples": 1,
-}
 
 VARIANTS = {
     "bytes": {"tokenizer.vocab_size": 260},
@@ -52,7 +34,7 @@ PASSAGE = (
 
 
 def get_config():
-    return apply_overrides(config_from_file(BASE), SMALL, "experiments/vocab_size.py")
+    return config_from_file(BASE)
 
 
 def analyze(runs):
