@@ -239,13 +239,13 @@ def test_cli_says_when_the_prompt_is_cut(workdir, capsys):
     assert f"keeping its last {W} tokens" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # a real training run; the fast tests above read a checkpoint-built run
-def test_cli_on_a_real_training_run(tmp_path, capsys):
-    from tiny_runs import train_tiny
+def test_cli_on_a_real_training_run(tmp_path_factory, capsys):
+    # The tiny runs of the compare tests, trained once per session by the real trainer.
+    from tiny_runs import trained_pair
 
     from gptjax.checkpoint import load_for_inference
 
-    workdir = train_tiny(tmp_path / "run")
+    workdir = trained_pair(tmp_path_factory)["a"]
     capsys.readouterr()
     generate.main(["--workdir", str(workdir), "--prompt", "The ", "--max-new-tokens", "12"])
     cfg, params, tok = load_for_inference(workdir)
