@@ -8,11 +8,11 @@ so one token is one character and the loss is in nats per character), 4 layers, 
 beta2 0.99, no dropout, evaluation every 250 steps on 20 batches. nanoGPT (PyTorch CPU) reaches a
 validation loss of 1.886 with it, at 33 ms/step (71 s in all) on the same 2-core machine.
 
-Measured (``python experiments/benchmarks/bench_train.py``, the machine busy with other jobs,
-load 2-3): validation loss 1.8832 (2.717 bits per byte) at step 2000; 27,300 tokens/s
-(28.2 ms/step, MFU 32% of a measured 453 GFLOP/s float32 matmul peak); 70 s for the whole run.
-``--config.model.dtype=bfloat16`` cuts the CPU time per step by about 28% (37 vs 52 CPU-ms,
-measured with process time) and reached 1.8862.
+Measured on the 2-core CPU machine, idle (``python experiments/benchmarks/bench_train.py``,
+load below 1): validation loss 1.8833 (2.717 bits per byte) at step 2000; 46,290 tokens/s in
+steady state (16.6 ms/step, MFU 50% of a 463 GFLOP/s float32 matmul peak measured in the same
+run); 41.3 s for the whole run (compilation, 9 evaluations, 2 checkpoints; no samples). On the
+same virtual machine, busier moments gave 35,000-45,000 tokens/s and 42-50 s.
 """
 
 import ml_collections
