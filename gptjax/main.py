@@ -17,6 +17,31 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config stem>).")
 
 
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with a bad --config given as one line rather than a traceback."""
+    try:
+        argv = flags.FLAGS(argv)
+        config_file = flags.FLAGS["config"].present and config_flags.get_config_filename(
+            flags.FLAGS["config"]
+        )
+        if config_file and not Path(config_file).is_file():
+            _fail(f"--config {config_file}: no such file (try --config configs/tiny.py)")
+        return argv
+    except flags.Error as err:
+        _fail(f"{err}\nPass --helpfull to see the flags.")
+    except (AttributeError, KeyError) as err:  # ml_collections: an override of an unknown key
+        reason = str(err).strip("'\"").replace("\\n", " ").replace("\\'", "'")
+        reason = " ".join(reason.split())
+        _fail(f"unknown config key {reason} (every key must be declared in the config file)")
+    except OSError as err:  # ml_collections: the config file cannot be loaded
+        _fail(" ".join(str(err).split()))
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -40,4 +65,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
