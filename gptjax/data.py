@@ -74,13 +74,6 @@ def _tinyshakespeare() -> str:
     return data.decode("utf-8")
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"corpus file {path} is not UTF-8 text ({err}).") from err
-
-
 def load_documents(corpus: str) -> list[str]:
     """Loads a corpus by name or path.
 
@@ -108,7 +101,7 @@ def load_documents(corpus: str) -> list[str]:
             f"data.corpus={corpus!r}: no such file, folder or glob match; use 'pydoc', "
             "'tinyshakespeare' or the path of a UTF-8 text file."
         )
-    return [_read_text(f) for f in files]
+    return [tk.read_utf8(f, "corpus file") for f in files]
 
 
 def split_documents(docs: list[str], val_fraction: float) -> tuple[list[str], list[str]]:

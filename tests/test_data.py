@@ -140,3 +140,12 @@ def test_prefetch_keeps_order_and_raises_errors():
         for x in data.prefetch(boom, iter(range(10))):
             got.append(x)
     assert got == [0, 1, 2]
+
+
+def test_a_corpus_file_that_is_not_utf8_is_named_with_its_byte_offset(tmp_path):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("café au lait".encode("latin-1"))
+    with pytest.raises(
+        ValueError, match=r"corpus file .*latin1.txt' is not UTF-8: byte 3 \(0xe9\)"
+    ):
+        data.load_documents(str(bad))

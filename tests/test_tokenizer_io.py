@@ -66,7 +66,7 @@ def test_rank_file_without_pattern_or_unknown_file_is_a_clear_error(tmp_path, to
         tk.load(tmp_path / "missing.bpe")
     binary = tmp_path / "model.bin"
     binary.write_bytes(b"\x00\xff\xfe junk")
-    with pytest.raises(ValueError, match="byte 1 is not UTF-8"):
+    with pytest.raises(ValueError, match="is not UTF-8: byte 1"):
         tk.load(binary)
 
 

@@ -19,7 +19,7 @@ Modules: ``patterns`` (pre-tokenization regexes), ``vocab`` (the value and the i
 from gptjax.tokenizer.bridge import encode_corpus, to_tiktoken
 from gptjax.tokenizer.encoder import decode, decode_bytes, encode, encode_ordinary
 from gptjax.tokenizer.patterns import PATTERNS
-from gptjax.tokenizer.serialization import load, load_tiktoken, save, save_tiktoken
+from gptjax.tokenizer.serialization import load, load_tiktoken, read_utf8, save, save_tiktoken
 from gptjax.tokenizer.trainer import train
 from gptjax.tokenizer.vocab import (
     BOS,
@@ -47,6 +47,7 @@ __all__ = [
     "encode_ordinary",
     "load",
     "load_tiktoken",
+    "read_utf8",
     "save",
     "save_tiktoken",
     "to_tiktoken",

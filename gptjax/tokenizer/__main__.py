@@ -23,22 +23,6 @@ _COLOURS = ["\x1b[48;5;153m", "\x1b[48;5;222m", "\x1b[48;5;151m", "\x1b[48;5;217
 _RESET = "\x1b[0m"
 
 
-def read_text(path: str) -> str:
-    """Reads a UTF-8 file; ValueError naming the file and byte offset if it is not UTF-8."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ValueError(f"cannot read {path!r}: {e.strerror}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f"{path!r} is not UTF-8: byte {e.start} (0x{data[e.start]:02x}) cannot be decoded. "
-            "Convert the file to UTF-8 first (e.g. iconv -f latin1 -t utf-8)"
-        ) from None
-
-
 def _parse_specials(items: list[str]) -> dict[str, int]:
     specials = {}
     for item in items:
@@ -57,7 +41,7 @@ def _load(args) -> tk.Tokenizer:
 
 
 def cmd_train(args) -> int:
-    texts = [read_text(p) for p in args.input]
+    texts = [tk.read_utf8(p) for p in args.input]
     start = time.perf_counter()
     tok = tk.train(texts, args.vocab_size, args.pattern)
     seconds = time.perf_counter() - start
@@ -72,7 +56,7 @@ def cmd_train(args) -> int:
 
 def cmd_encode(args) -> int:
     tok = _load(args)
-    text = read_text(args.input) if args.input else sys.stdin.read()
+    text = tk.read_utf8(args.input) if args.input else sys.stdin.read()
     allowed = "all" if args.allow_special else frozenset()
     print(" ".join(map(str, tk.encode(tok, text, allowed_special=allowed))))
     return 0
@@ -80,7 +64,7 @@ def cmd_encode(args) -> int:
 
 def cmd_decode(args) -> int:
     tok = _load(args)
-    words = (read_text(args.input) if args.input else sys.stdin.read()).split()
+    words = (tk.read_utf8(args.input) if args.input else sys.stdin.read()).split()
     if not all(w.isdigit() for w in words):
         bad = next(w for w in words if not w.isdigit())
         raise ValueError(f"decode reads token ids separated by spaces; {bad!r} is not an id")
@@ -115,7 +99,7 @@ def cmd_parity(args) -> int:
     enc = tk.to_tiktoken(tok)
     ok = True
     for path in args.input:
-        text = read_text(path)
+        text = tk.read_utf8(path)
         ours = tk.encode_ordinary(tok, text)
         theirs = enc.encode_ordinary(text)
         if ours == theirs:

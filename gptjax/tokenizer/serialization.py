@@ -47,17 +47,24 @@ def save(tok: Tokenizer, path: str | os.PathLike) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-def _read(path) -> str:
+def read_utf8(path, what: str = "file") -> str:
+    """Reads a UTF-8 text file; one ValueError naming the file and the first bad byte otherwise.
+
+    Args:
+      path: the file.
+      what: how the message names it ("file", "corpus file", "tokenizer file").
+    """
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise ValueError(f"cannot read tokenizer file {os.fspath(path)!r}: {e.strerror}") from None
+        raise ValueError(f"cannot read {what} {os.fspath(path)!r}: {e.strerror}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(
-            f"{os.fspath(path)!r} is not a tokenizer file: byte {e.start} is not UTF-8"
+            f"{what} {os.fspath(path)!r} is not UTF-8: byte {e.start} (0x{data[e.start]:02x}) "
+            "cannot be decoded. Convert it to UTF-8 first (e.g. iconv -f latin1 -t utf-8)"
         ) from None
 
 
@@ -81,7 +88,7 @@ def load(
     Returns:
       The Tokenizer.
     """
-    text = _read(path)
+    text = read_utf8(path, "tokenizer file")
     if text.startswith(MAGIC + " "):
         if pattern is not None or special_tokens:
             raise ValueError(
@@ -198,7 +205,7 @@ def load_tiktoken(
       A Tokenizer whose ids are the file's ranks (no merges recorded).
     """
     return _tokenizer_from_ranks(
-        _parse_ranks(_read(path), os.fspath(path)), pattern, special_tokens
+        _parse_ranks(read_utf8(path, "tokenizer file"), os.fspath(path)), pattern, special_tokens
     )
 
 
