@@ -24,7 +24,9 @@ def data_file():
     def lookup(name: str) -> Path:
         root = os.environ.get("GPTJAX_DATA_DIR")
         if not root:
-            _missing(f"needs the real corpus {name!r}: set GPTJAX_DATA_DIR to the shared data folder")
+            _missing(
+                f"needs the real corpus {name!r}: set GPTJAX_DATA_DIR to the shared data folder"
+            )
         path = Path(root) / name
         if not path.is_file():
             _missing(f"{path} not found: GPTJAX_DATA_DIR={root!r} lacks {name!r}")
