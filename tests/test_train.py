@@ -75,7 +75,8 @@ def _losses(workdir):
 
 def test_a_run_writes_the_run_directory(tmp_path):
     workdir = tmp_path / "run"
-    train.train_and_evaluate(_config(tmp_path), workdir)
+    config = _config(tmp_path, **{"opt.warmup_steps": 4})
+    train.train_and_evaluate(config, workdir)
     for name in ("config.json", "run_info.json", "tokenizer.bpe", "metrics.jsonl", "samples.txt"):
         assert (workdir / name).is_file(), name
     assert list((workdir / "tb").glob("events.out.tfevents.*"))
@@ -94,6 +95,17 @@ def test_a_run_writes_the_run_directory(tmp_path):
     for key in ("tokens_seen", "wall_time", "lr", "grad_norm", "tokens_per_sec", "mfu"):
         assert key in logged
     assert logged["tokens_seen"] == 16 * 4 * 16
+    # The logged rate is the one step s used: 4 warm-up steps, then cosine down to step 16.
+    opt = config.opt
+    for r in rows:
+        if "lr" in r:
+            s = r["step"] - 1
+            if s < opt.warmup_steps:
+                want = opt.lr * (s + 1) / (opt.warmup_steps + 1)
+            else:
+                ratio = min((s - opt.warmup_steps) / (16 - opt.warmup_steps), 1.0)
+                want = opt.min_lr + 0.5 * (1 + np.cos(np.pi * ratio)) * (opt.lr - opt.min_lr)
+            assert r["lr"] == pytest.approx(want, rel=1e-5), r["step"]
     assert (workdir / "samples.txt").read_text().startswith("--- sample 1 ---\nThe ")
 
 
