@@ -8,7 +8,10 @@ steps, checkpoints) into a temporary run directory and prints:
 * the float32 matmul throughput measured on this machine in this run (the MFU denominator);
 * steady-state tokens/s (median over logging intervals, compile and evaluations excluded) and the
   matching ms/step and MFU;
-* the wall time of the whole run (compile and evaluations included) and the final validation loss;
+* the wall time of the whole run (compile and evaluations included) and the final validation loss,
+  and where that wall time went: the steps at steady-state speed, compilation (tracing, lowering and
+  XLA, summed from ``jax.monitoring``'s compile events) and the rest (9 evaluations, checkpoints,
+  data, the matmul measurement, the first calls' warm-up);
 * the CPU time of this process over the whole run, per step (all threads; compile, evaluations and
   the host side of the loop included): unlike wall time, it barely moves when other jobs share
   the cores, so it is the figure to compare code changes on a busy machine.
@@ -19,6 +22,7 @@ Timings are only meaningful on an otherwise idle machine.
 """
 
 import argparse
+import collections
 import importlib.util
 import json
 import statistics
@@ -27,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import jax
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
@@ -34,6 +40,12 @@ from gptjax.metrics import measure_matmul_flops  # noqa: E402
 from gptjax.train import train_and_evaluate  # noqa: E402
 
 NANOGPT = {"ms_per_step": 33.0, "tokens_per_sec": 23_000, "wall_s": 71.0, "val_loss": 1.886}
+# jax.monitoring events that together make up the cost of compiling one function.
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
 
 
 def main() -> None:
@@ -54,6 +66,13 @@ def main() -> None:
     config.sample.num_samples = 0  # time the training, not the sampling
 
     peak = measure_matmul_flops()
+    compile_s: collections.Counter = collections.Counter()
+
+    def on_duration(event, duration, **kwargs):
+        if event in COMPILE_EVENTS:
+            compile_s[event] += duration
+
+    jax.monitoring.register_event_duration_secs_listener(on_duration)
     with tempfile.TemporaryDirectory() as workdir:
         start, cpu_start = time.perf_counter(), time.process_time()
         train_and_evaluate(config, workdir)
@@ -71,6 +90,11 @@ def main() -> None:
     print(f"steady state: {steady:,.0f} tokens/s, {1e3 * tokens_per_step / steady:.1f} ms/step, "
           f"{flops / 1e9:,.0f} GFLOP/s, MFU {flops / peak:.1%}")  # fmt: skip
     print(f"whole run ({config.train.steps} steps, compile + evals + checkpoints): {wall:.1f} s")
+    steps_s = config.train.steps * tokens_per_step / steady
+    compiled = sum(compile_s.values())
+    print(f"  = {config.train.steps} steps at steady speed {steps_s:.1f} s + compilation "
+          f"{compiled:.1f} s (XLA {compile_s[COMPILE_EVENTS[2]]:.1f} s) + the rest "
+          f"{wall - steps_s - compiled:.1f} s")  # fmt: skip
     print(f"process CPU time (all threads, whole run): {cpu:.1f} s, "
           f"{1e3 * cpu / config.train.steps:.1f} CPU-ms per step")  # fmt: skip
     print(f"validation loss at step {final['step']}: {final['val_loss']:.4f} "
