@@ -8,11 +8,12 @@ so one token is one character and the loss is in nats per character), 4 layers, 
 beta2 0.99, no dropout, evaluation every 250 steps on 20 batches. nanoGPT (PyTorch CPU) reaches a
 validation loss of 1.886 with it, at 33 ms/step (71 s in all) on the same 2-core machine.
 
-Measured on the 2-core CPU machine, idle (``python experiments/benchmarks/bench_train.py``,
-load below 1): validation loss 1.8833 (2.717 bits per byte) at step 2000; 46,290 tokens/s in
-steady state (16.6 ms/step, MFU 50% of a 463 GFLOP/s float32 matmul peak measured in the same
-run); 41.3 s for the whole run (compilation, 9 evaluations, 2 checkpoints; no samples). On the
-same virtual machine, busier moments gave 35,000-45,000 tokens/s and 42-50 s.
+Measured on the 2-core CPU machine with ``python experiments/benchmarks/bench_train.py``, five
+runs while it was idle: validation loss 1.8833 (2.717 bits per byte) at step 2000 every time;
+44,200-45,400 tokens/s in steady state (16.9-17.4 ms/step, MFU 49-54% of the 440-490 GFLOP/s
+float32 matmul peak measured in each run); 39.9-43.6 s for the whole run (about 3.5 s of it
+compilation, 9 evaluations, 2 checkpoints; no samples). Busier moments of the same virtual machine
+gave 35,000 tokens/s and 51 s.
 """
 
 import ml_collections
