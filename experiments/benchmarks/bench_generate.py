@@ -22,7 +22,6 @@ one token), so the comparison is of the same model on the same amount of context
 
 import argparse
 import functools
-import importlib.util
 import time
 from pathlib import Path
 
@@ -34,16 +33,14 @@ from jax.tree_util import Partial
 
 from gptjax import decode, generate
 from gptjax.config import GPTConfig
+from gptjax.experiment import config_from_file
 from gptjax.model import GPT
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_model_config(path: Path) -> GPTConfig:
-    spec = importlib.util.spec_from_file_location("bench_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return GPTConfig(**module.get_config().model.to_dict())
+    return GPTConfig(**config_from_file(path).model.to_dict())
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "new_tokens"))

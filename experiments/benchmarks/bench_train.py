@@ -23,7 +23,6 @@ Timings are only meaningful on an otherwise idle machine.
 
 import argparse
 import collections
-import importlib.util
 import json
 import statistics
 import sys
@@ -36,6 +35,7 @@ import jax
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from gptjax.experiment import config_from_file  # noqa: E402
 from gptjax.metrics import measure_matmul_flops  # noqa: E402
 from gptjax.train import train_and_evaluate  # noqa: E402
 
@@ -54,10 +54,7 @@ def main() -> None:
     parser.add_argument("--steps_per_call", type=int, default=None)
     parser.add_argument("--dtype", default=None, help="model compute dtype (float32, bfloat16)")
     args = parser.parse_args()
-    spec = importlib.util.spec_from_file_location("cfg", REPO / "configs/shakespeare_char.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = config_from_file(REPO / "configs/shakespeare_char.py")
     config.train.steps = args.steps
     if args.steps_per_call:
         config.train.steps_per_call = args.steps_per_call

@@ -25,7 +25,6 @@ import argparse
 import collections
 import functools
 import gzip
-import importlib.util
 import json
 import re
 import sys
@@ -40,6 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from gptjax.experiment import config_from_file  # noqa: E402
 from gptjax.model import GPT  # noqa: E402
 from gptjax.run_config import check_config  # noqa: E402
 from gptjax.train_step import create_train_state, make_optimizer, train_steps  # noqa: E402
@@ -85,10 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     if jax.default_backend() != "cpu":
         sys.exit("this profile reads XLA:CPU's trace events; run it on the CPU backend")
-    spec = importlib.util.spec_from_file_location("config", args.config)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
+    config = config_from_file(args.config)
     model_config = check_config(config)
     k, b, t = config.train.steps_per_call, config.train.batch_size, model_config.block_size
 
