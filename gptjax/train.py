@@ -33,7 +33,13 @@ from gptjax.metrics import MetricsWriter, eval_summary, measure_matmul_flops, mf
 from gptjax.model import GPT
 from gptjax.prepare import PreparedData, prepare_data
 from gptjax.run_config import check_config, check_resume_config, run_info, write_json
-from gptjax.train_step import create_train_state, eval_sums, make_optimizer, train_steps
+from gptjax.train_step import (
+    create_train_state,
+    eval_sums,
+    init_compiler_options,
+    make_optimizer,
+    train_steps,
+)
 
 SAMPLES_FILE = "samples.txt"
 RUN_INFO_FILE = "run_info.json"
@@ -158,7 +164,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     tokens = jax.ShapeDtypeStruct((1, model_config.block_size), jax.numpy.int32)
     boxed_params = jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens)["params"]
     state_sharding = sharding.train_state_shardings(jax.eval_shape(init), boxed_params, tx, mesh)
-    state = jax.jit(init, out_shardings=state_sharding)()
+    state = jax.jit(init, out_shardings=state_sharding, compiler_options=init_compiler_options())()
     manager = checkpoint.make_manager(workdir, keep=train.keep_checkpoints)
     meta = {"wall_time": 0.0}
     if resume_step is not None:

@@ -73,6 +73,18 @@ def test_weight_decay_applies_to_matrices_only():
     np.testing.assert_array_equal(new["scale"], params["scale"])
 
 
+def test_init_compiler_options_leave_the_state_bit_identical():
+    # train.py compiles create_train_state with these options to save compile time.
+    tx, _ = ts.make_optimizer(**OPT, total_steps=20)
+    init = lambda: ts.create_train_state(GPT(CFG), tx, seed=0, block_size=CFG.block_size)  # noqa: E731
+    default = jax.jit(init)()
+    cheap = jax.jit(init, compiler_options=ts.INIT_COMPILER_OPTIONS)()
+    leaves = jax.tree.leaves(default)
+    assert len(leaves) > 10
+    for a, b in zip(leaves, jax.tree.leaves(cheap), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_initial_loss_is_about_log_vocab():
     state, _ = _state()
     _, metrics = ts.train_step(state, _batch(8))

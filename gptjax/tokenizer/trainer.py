@@ -103,6 +103,8 @@ def learn_merges(counts: Counter, n_merges: int) -> list[tuple[int, int, int]]:
     Returns:
       ``(left_id, right_id, new_id)`` per merge, new ids from 260 up.
     """
+    if n_merges == 0:  # a byte-level vocabulary: no need to count the corpus's pairs
+        return []
     words = [list(_to_bytes(chunk)) for chunk in counts]
     freqs = list(counts.values())
     pair_counts: defaultdict[tuple[int, int], int] = defaultdict(int)
