@@ -27,6 +27,7 @@ import functools
 import gzip
 import json
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -124,15 +125,20 @@ def main() -> None:
 
     per_group: collections.Counter = collections.Counter()
     per_op: collections.Counter = collections.Counter()
+    runs: collections.Counter = collections.Counter()
     for event in events:
         op = event.get("args", {}).get("hlo_op")
         if event.get("ph") == "X" and op in sources and event.get("name") == op:
             per_group[group(sources[op])] += event["dur"]
             per_op[op] += event["dur"]
-    steps = args.calls * k
+            runs[op] += 1
+    # Most operations run once per step. The trace buffer can fill up and drop the last events,
+    # so count the steps it holds rather than assume all of them.
+    steps = statistics.median(runs.values())
     total_ms = sum(per_group.values()) / 1e3 / steps
 
-    print(f"\n{Path(args.config).name}: batch {b} x {t} tokens, {k} steps per call")
+    print(f"\n{Path(args.config).name}: batch {b} x {t} tokens, {k} steps per call, "
+          f"{steps:.0f} of {args.calls * k} profiled steps in the trace")  # fmt: skip
     print(f"wall time per step {wall_ms:.2f} ms (under the profiler); sum of the operations' "
           f"times {total_ms:.2f} ms, {len(per_op)} operations per step\n")  # fmt: skip
     for name, us in sorted(per_group.items(), key=lambda item: -item[1]):
