@@ -8,12 +8,13 @@ so one token is one character and the loss is in nats per character), 4 layers, 
 beta2 0.99, no dropout, evaluation every 250 steps on 20 batches. nanoGPT (PyTorch CPU) reaches a
 validation loss of 1.886 with it, at 33 ms/step (71 s in all) on the same 2-core machine.
 
-Measured on the 2-core CPU machine with ``python experiments/benchmarks/bench_train.py``, five
-runs while it was idle: validation loss 1.8833 (2.717 bits per byte) at step 2000 every time;
-44,200-45,400 tokens/s in steady state (16.9-17.4 ms/step, MFU 49-54% of the 440-490 GFLOP/s
-float32 matmul peak measured in each run); 39.9-43.6 s for the whole run (about 3.5 s of it
-compilation, 9 evaluations, 2 checkpoints; no samples). Busier moments of the same virtual machine
-gave 35,000 tokens/s and 51 s.
+Measured on the 2-core CPU machine with ``python experiments/benchmarks/bench_train.py``, ten
+runs: validation loss 1.8833 (2.717 bits per byte) at step 2000 every time. Six runs gave
+45,700-47,600 tokens/s in steady state (16.1-16.8 ms/step, MFU about 52% of the float32 matmul
+peak measured in the same run, 440-490 GFLOP/s) and 38.4-39.7 s for the whole run (about 3.5 s of
+it compilation, 9 evaluations, 2 checkpoints; no samples). Four runs during busier periods of the
+same virtual machine gave 36,400-45,700 tokens/s and 43-48 s. 125 steps per call: see "Speed on
+a CPU" in docs/training.md.
 """
 
 import ml_collections
@@ -53,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
         steps=2000,
         batch_size=12,
         grad_accum=1,
-        steps_per_call=25,
+        steps_per_call=125,
         eval_every=250,
         eval_batches=20,
         log_every=25,
