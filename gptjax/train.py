@@ -277,6 +277,7 @@ def _loop(
             if start == 0:
                 run_eval(0)
                 flush_records()
+            timer["last"] = time.perf_counter()  # the first call's rate counts its compilation
             pending = None
             for first, n, batches in data.prefetch(make_batches, iter(plan)):
                 state, metrics = multi_step(state, batches)

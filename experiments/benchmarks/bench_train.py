@@ -76,8 +76,13 @@ def main() -> None:
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         rows = [json.loads(x) for x in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
         info = json.loads((Path(workdir) / "run_info.json").read_text())
-    speeds = [r["tokens_per_sec"] for r in rows if "tokens_per_sec" in r]
-    steady = statistics.median(speeds[2:] or speeds)  # the first intervals include compilation
+    # Every row logged by one call carries that call's rate; the first call's includes compilation.
+    first_call = config.train.steps_per_call
+    timed = [r for r in rows if "tokens_per_sec" in r]
+    steady = statistics.median(
+        [r["tokens_per_sec"] for r in timed if r["step"] > first_call]
+        or [r["tokens_per_sec"] for r in timed]  # a run of one call
+    )
     tokens_per_step = config.train.batch_size * config.model.block_size
     final = [r for r in rows if "val_loss" in r][-1]
     flops = info["flops_per_token"] * steady
