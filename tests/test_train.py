@@ -68,6 +68,16 @@ def _config(tmp_path, **extra):
     return namespace["get_config"]()
 
 
+def _run_main(tmp_path, workdir) -> subprocess.CompletedProcess:
+    """``python -m gptjax.main`` on `_config_file` in a new process."""
+    return subprocess.run(
+        [sys.executable, "-m", "gptjax.main", "--config", str(_config_file(tmp_path)),
+         "--workdir", str(workdir)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+
+
 def _losses(workdir):
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r["train_loss"] for r in rows if "train_loss" in r}, rows
@@ -126,12 +136,7 @@ def test_exact_resume_in_a_new_process_after_ctrl_c(tmp_path, monkeypatch):
         train.train_and_evaluate(_config(tmp_path), resumed)
     assert checkpoint.latest_step(resumed) == 8
 
-    done = subprocess.run(
-        [sys.executable, "-m", "gptjax.main", "--config", str(_config_file(tmp_path)),
-         "--workdir", str(resumed)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    done = _run_main(tmp_path, resumed)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed" in done.stdout
     a, rows_a = _losses(straight)
@@ -143,12 +148,7 @@ def test_exact_resume_in_a_new_process_after_ctrl_c(tmp_path, monkeypatch):
     for x, y in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b), strict=True):
         np.testing.assert_array_equal(x, y)
     # a finished run says so
-    again = subprocess.run(
-        [sys.executable, "-m", "gptjax.main", "--config", str(_config_file(tmp_path)),
-         "--workdir", str(resumed)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    again = _run_main(tmp_path, resumed)
     assert again.returncode == 0 and "already finished" in again.stdout
 
 
