@@ -64,7 +64,8 @@ def restore(manager: ocp.CheckpointManager, state, step: int | None = None):
 
     Args:
       manager: from `make_manager`.
-      state: a freshly initialised `TrainState` (the target layout).
+      state: the target layout: a `TrainState` of arrays, or of `jax.ShapeDtypeStruct` with
+        shardings (``jax.eval_shape`` of the initialiser), which allocates nothing to be replaced.
       step: which checkpoint; the latest when None.
 
     Returns:

@@ -159,16 +159,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         create_train_state, model, tx, seed=config.seed,
         block_size=model_config.block_size, grad_accum=train.grad_accum,
     )  # fmt: skip
-    # Shapes first (nothing allocated), then the state is created directly in its sharded layout.
+    # Shapes first (nothing allocated), then the state is created directly in its sharded layout,
+    # or, when resuming, read from the checkpoint into that layout without initialising it first.
     mesh = sharding.make_mesh(config.mesh)
     tokens = jax.ShapeDtypeStruct((1, model_config.block_size), jax.numpy.int32)
     boxed_params = jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens)["params"]
-    state_sharding = sharding.train_state_shardings(jax.eval_shape(init), boxed_params, tx, mesh)
-    state = jax.jit(init, out_shardings=state_sharding, compiler_options=init_compiler_options())()
+    abstract_state = jax.eval_shape(init)
+    state_sharding = sharding.train_state_shardings(abstract_state, boxed_params, tx, mesh)
     manager = checkpoint.make_manager(workdir, keep=train.keep_checkpoints)
-    meta = {"wall_time": 0.0}
-    if resume_step is not None:
-        state, meta = checkpoint.restore(manager, state, resume_step)
+    if resume_step is None:
+        options = init_compiler_options()
+        state = jax.jit(init, out_shardings=state_sharding, compiler_options=options)()
+        meta = {"wall_time": 0.0}
+    else:
+        target = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            abstract_state,
+            state_sharding,
+        )
+        state, meta = checkpoint.restore(manager, target, resume_step)
         print(f"resumed {workdir} from step {resume_step}")
     peak_flops = measure_matmul_flops(2048 if jax.default_backend() == "cpu" else 8192)
     write_json(workdir / RUN_INFO_FILE, run_info(model_config, peak_flops, resume_step))

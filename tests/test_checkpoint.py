@@ -49,7 +49,13 @@ def test_save_restore_round_trip_is_exact_and_keeps_k(tmp_path):
     assert checkpoint.latest_step(tmp_path) == 6
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [4, 6]
     restored, meta = checkpoint.restore(manager, _state())
+    # an abstract target (shapes, dtypes, shardings; what train.py resumes into) restores the same
+    abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), _state()
+    )
+    from_abstract, _ = checkpoint.restore(manager, abstract)
     manager.close()
+    assert _equal(from_abstract.checkpoint_items(), state.checkpoint_items())
     assert meta == {"wall_time": 6.0}
     assert int(restored.step) == 6
     assert _equal(restored.checkpoint_items(), state.checkpoint_items())
