@@ -111,8 +111,9 @@ def make_optimizer(
 # Options for compiling `create_train_state`. Initialisation runs once, so the speed of its code
 # does not matter, but its compile time is part of every run, and on XLA:CPU most of it is LLVM
 # optimising the random-number code of each parameter's initialiser. LLVM's optimisation level 1
-# instead of the default 2 makes that compile about 30% faster (shakespeare_char: 1.46 s ->
-# 1.03 s) and gives bit-identical parameters (tested); level 0 is faster still but changes them.
+# instead of the default 2 makes that compile about 20% faster (shakespeare_char, 2-core CPU:
+# 1.32-1.52 s -> 1.09-1.20 s) and gives bit-identical parameters (tested); level 0 is faster
+# still but changes them.
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
