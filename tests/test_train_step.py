@@ -73,6 +73,28 @@ def test_weight_decay_applies_to_matrices_only():
     np.testing.assert_array_equal(new["scale"], params["scale"])
 
 
+@pytest.mark.parametrize("scale", [0.1, 30.0])
+def test_clip_by_global_norm_matches_optax(scale):
+    # Below the threshold (scale 0.1: norm ~0.6) the gradients pass unchanged, bit for bit; above
+    # it (norm ~180) they are scaled to norm 1, as optax's dividing version does, up to rounding.
+    rng = np.random.default_rng(0)
+    grads = {
+        "w": jnp.asarray(scale * rng.normal(size=(5, 7)), jnp.float32),
+        "b": {"x": jnp.asarray(scale * rng.normal(size=(7,)), jnp.float32)},
+    }
+    ours, _ = ts.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+    theirs, _ = optax.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+    assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        if scale < 1:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    norm = float(optax.tree.norm(ours))
+    assert norm == pytest.approx(min(float(optax.tree.norm(grads)), 1.0), rel=1e-6)
+    assert (norm < 1.0) == (scale < 1)
+
+
 def test_init_compiler_options_leave_the_state_bit_identical():
     # train.py compiles create_train_state with these options to save compile time.
     tx, _ = ts.make_optimizer(**OPT, total_steps=20)
