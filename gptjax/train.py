@@ -34,9 +34,11 @@ from gptjax.model import GPT
 from gptjax.prepare import PreparedData, prepare_data
 from gptjax.run_config import check_config, check_resume_config, run_info, write_json
 from gptjax.train_step import (
+    INIT_COMPILER_OPTIONS,
+    STEP_COMPILER_OPTIONS,
+    cpu_compiler_options,
     create_train_state,
     eval_sums,
-    init_compiler_options,
     make_optimizer,
     train_steps,
 )
@@ -168,7 +170,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     state_sharding = sharding.train_state_shardings(abstract_state, boxed_params, tx, mesh)
     manager = checkpoint.make_manager(workdir, keep=train.keep_checkpoints)
     if resume_step is None:
-        options = init_compiler_options()
+        options = cpu_compiler_options(INIT_COMPILER_OPTIONS)
         state = jax.jit(init, out_shardings=state_sharding, compiler_options=options)()
         meta = {"wall_time": 0.0}
     else:
@@ -207,8 +209,16 @@ def _loop(
     lr_by_step = np.asarray(jax.jit(schedule)(np.arange(steps)))
     mesh = jax.tree.leaves(state_sharding)[0].mesh
     # The state keeps its layout from call to call; batches arrive already split (make_batches).
-    multi_step = jax.jit(train_steps, donate_argnums=0, out_shardings=(state_sharding, None))
-    evaluate = jax.jit(functools.partial(eval_sums, apply_fn=state.apply_fn))
+    options = cpu_compiler_options(STEP_COMPILER_OPTIONS)
+    multi_step = jax.jit(
+        train_steps,
+        donate_argnums=0,
+        out_shardings=(state_sharding, None),
+        compiler_options=options,
+    )
+    evaluate = jax.jit(
+        functools.partial(eval_sums, apply_fn=state.apply_fn), compiler_options=options
+    )
     eval_sets = _eval_sets(config, model_config, prepared, mesh)
     bytes_V = sharding.replicated(prepared.byte_lengths, mesh)
     writer = MetricsWriter(workdir, resume_step=start)

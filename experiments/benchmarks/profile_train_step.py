@@ -2,8 +2,9 @@
 
   python experiments/benchmarks/profile_train_step.py [--config configs/shakespeare_char.py]
 
-Compiles ``train_steps`` for the config's model, batch and ``train.steps_per_call`` (random token
-batches: the speed of a step does not depend on the text), runs a few calls under
+Compiles ``train_steps`` for the config's model, batch and ``train.steps_per_call``, with the
+training loop's compiler options (random token batches: the speed of a step does not depend on the
+text), runs a few calls under
 ``jax.profiler`` and adds up, per step, the time of every XLA operation. Each operation is named
 in the compiled HLO with the source operation it comes from, which gives its group:
 
@@ -43,7 +44,12 @@ sys.path.insert(0, str(REPO))
 from gptjax.experiment import config_from_file  # noqa: E402
 from gptjax.model import GPT  # noqa: E402
 from gptjax.run_config import check_config  # noqa: E402
-from gptjax.train_step import create_train_state, make_optimizer, train_steps  # noqa: E402
+from gptjax.train_step import (  # noqa: E402
+    STEP_COMPILER_OPTIONS,
+    create_train_state,
+    make_optimizer,
+    train_steps,
+)
 
 ATTENTION_EINSUMS = ("BTNH,BSNH->BNTS", "BNTS,BSNH->BTNH")
 
@@ -104,7 +110,7 @@ def main() -> None:
     step_fn = (
         jax.jit(train_steps, donate_argnums=0)
         .lower(state, batches)
-        .compile({"xla_cpu_enable_xprof_traceme": True})
+        .compile({**STEP_COMPILER_OPTIONS, "xla_cpu_enable_xprof_traceme": True})
     )
     sources = op_sources(step_fn.as_text())
 
