@@ -160,6 +160,22 @@ def test_linear_is_dense_general_with_the_same_gradients(features, in_dims, use_
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_gelu_is_jax_gelu_with_the_same_gradient(dtype):
+    # feedforward.gelu writes out its derivative: same values as jax.nn.gelu (tanh form), and the
+    # same gradient as JAX's own rule, over the range where the slope goes from 0 to 1 and beyond.
+    x = jnp.linspace(-8.0, 8.0, 4001).astype(dtype)
+    want_fn = functools.partial(jax.nn.gelu, approximate=True)
+    np.testing.assert_array_equal(feedforward.gelu(x), want_fn(x))
+    got = jax.vmap(jax.grad(feedforward.gelu))(x)
+    want = jax.vmap(jax.grad(want_fn))(x)
+    assert got.dtype == want.dtype == jnp.dtype(dtype)
+    # float32: 3e-6 apart at most, where the slope crosses 0 and its terms cancel
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == "bfloat16" else dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), **tol)
+    assert float(want.astype(np.float32).min()) < -0.1  # the slope dips below 0 near x = -0.75
+
+
 def test_gpt2_initialisation():
     config = tiny(n_layer=8, n_embd=128, vocab_size=512, tie_embeddings=False)
     _, variables, _ = build(config)
