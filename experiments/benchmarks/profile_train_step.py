@@ -4,9 +4,9 @@
 
 Compiles ``train_steps`` for the config's model, batch and ``train.steps_per_call``, with the
 training loop's compiler options (random token batches: the speed of a step does not depend on the
-text), runs a few calls under
-``jax.profiler`` and adds up, per step, the time of every XLA operation. Each operation is named
-in the compiled HLO with the source operation it comes from, which gives its group:
+text), runs a few calls under ``jax.profiler`` and adds up, per step, the time of every XLA
+operation. Each operation is named in the compiled HLO with the source operation it comes from,
+which gives its group:
 
 * matmuls of the forward and backward passes: the attention projections (q, k, v, out), the
   attention scores and mix (the two einsums of ``gptjax.attention``), the MLP, the output layer;
