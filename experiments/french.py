@@ -12,9 +12,10 @@ trained on the novel's training split. Each run ends with samples from the promp
 import os
 from pathlib import Path
 
-from gptjax import compare, data
 from gptjax import tokenizer as tk
-from gptjax.experiment import apply_overrides, config_from_file
+from gptjax.runs import compare
+from gptjax.runs.experiment import apply_overrides, config_from_file
+from gptjax.training import data
 
 BASE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_small.py"
 CORPUS = "hugo_miserables_fr.txt"

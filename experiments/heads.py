@@ -10,8 +10,8 @@ to it. A second seed of the 4-head model shows how much runs differ by chance al
 
 from pathlib import Path
 
-from gptjax import compare
-from gptjax.experiment import config_from_file
+from gptjax.runs import compare
+from gptjax.runs.experiment import config_from_file
 
 BASE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_small.py"
 

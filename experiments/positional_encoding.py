@@ -10,8 +10,8 @@ a learned table (GPT-2), the fixed sinusoids of Vaswani et al., rotary embedding
 
 from pathlib import Path
 
-from gptjax import compare
-from gptjax.experiment import config_from_file
+from gptjax.runs import compare
+from gptjax.runs.experiment import config_from_file
 
 BASE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_small.py"
 

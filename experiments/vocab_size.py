@@ -11,9 +11,10 @@ passage; validation bits per byte compares the models on one axis whatever their
 
 from pathlib import Path
 
-from gptjax import compare, data
 from gptjax import tokenizer as tk
-from gptjax.experiment import config_from_file
+from gptjax.runs import compare
+from gptjax.runs.experiment import config_from_file
+from gptjax.training import data
 
 BASE = Path(__file__).resolve().parents[1] / "configs" / "shakespeare_small.py"
 

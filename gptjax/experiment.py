@@ -1,256 +1,21 @@
-"""Run an experiment: ``python -m gptjax.experiment experiments/NAME.py [--runs-dir runs]``.
+"""``python -m gptjax.experiment experiments/NAME.py``: train every variant of a sweep, then report.
 
-An experiment file is a sweep. It defines
-
-  get_config() -> ConfigDict       the base config every variant starts from
-  VARIANTS: dict[str, dict]        variant name -> {dotted config key: value} overrides
-
-and may define ``METRIC`` (the validation metric to rank by, default ``"val_bpb"``) and
-``analyze(runs: dict[str, Run]) -> str``, returning Markdown for the experiment's own
-measurements and findings. Its module docstring opens the report.
-
-Each variant trains into ``RUNS_DIR/NAME/VARIANT``: a variant whose checkpoints reached
-``train.steps`` is skipped, an interrupted one resumes from its latest checkpoint, and a folder
-trained with a different config is an error. The comparison report (report.md and PNGs, with the
-command, the commit and the machine) goes to ``RESULTS_DIR/NAME/`` (default: ``results/`` beside
-the experiment file).
+The command line only; loading experiment files, training the variants and writing the report
+are ``gptjax.runs.experiment``.
 """
 
 import argparse
-import dataclasses
 import datetime
-import difflib
-import importlib.util
-import json
-import re
 import shlex
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import ml_collections
-
-from gptjax import compare, provenance
-from gptjax.rundir import CONFIG_FILE, Run, flatten, load_run
-
-VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-BUDGET_KEYS = ("train.steps", "train.batch_size", "train.grad_accum", "model.block_size")
-
-
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-    """An experiment file, loaded.
-
-    Attributes:
-      name: the file's stem; runs go to ``RUNS_DIR/name/``.
-      path: the experiment file.
-      doc: its module docstring.
-      get_config: builds the base config (a fresh one per call).
-      variants: variant name -> dotted-key overrides, in the file's order.
-      metric: the validation metric to rank by.
-      analyze: optional hook returning Markdown from the loaded runs, by variant name.
-    """
-
-    name: str
-    path: Path
-    doc: str
-    get_config: Callable[[], ml_collections.ConfigDict]
-    variants: Mapping[str, Mapping[str, Any]]
-    metric: str
-    analyze: Callable[[dict[str, Run]], str] | None
-
-
-def _import_file(path: Path, prefix: str):
-    spec = importlib.util.spec_from_file_location(f"{prefix}_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def config_from_file(path: str | Path) -> ml_collections.ConfigDict:
-    """Returns ``get_config()`` of a config file such as ``configs/tiny.py``.
-
-    Experiment files build their base config this way, so the sweep starts from a config that
-    ``python -m gptjax.main --config`` also runs.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config file {path} not found")
-    return _import_file(path, "gptjax_config").get_config()
-
-
-def load_experiment(path: str | Path) -> Experiment:
-    """Imports an experiment file and checks its shape.
-
-    Raises:
-      ValueError: the file is missing, lacks ``get_config`` or ``VARIANTS``, or names a variant
-        with characters that do not belong in a folder name.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"experiment file {path} not found (expected e.g. experiments/heads.py)")
-    module = _import_file(path, "gptjax_experiment")
-    get_config = getattr(module, "get_config", None)
-    variants = getattr(module, "VARIANTS", None)
-    if not callable(get_config) or not isinstance(variants, Mapping) or not variants:
-        raise ValueError(
-            f"{path} must define get_config() -> ConfigDict and VARIANTS, a non-empty dict "
-            "mapping a variant name to its overrides, e.g. {'h1': {'model.n_head': 1}}."
-        )
-    for name, overrides in variants.items():
-        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
-            raise ValueError(f"{path}: variant name {name!r} must match {VARIANT_NAME.pattern}")
-        if not isinstance(overrides, Mapping):
-            raise ValueError(f"{path}: variant {name!r} must map dotted keys to values")
-    return Experiment(
-        name=path.stem,
-        path=path,
-        doc=(module.__doc__ or "").strip(),
-        get_config=get_config,
-        variants=dict(variants),
-        metric=getattr(module, "METRIC", "val_bpb"),
-        analyze=getattr(module, "analyze", None),
-    )
-
-
-def apply_overrides(
-    config: ml_collections.ConfigDict, overrides: Mapping[str, Any], where: str = "override"
-) -> ml_collections.ConfigDict:
-    """Sets dotted keys in ``config`` (in place), refusing keys the config does not declare.
-
-    Args:
-      config: the config to change; FieldReferences in it stay linked.
-      overrides: ``{"model.n_head": 4, ...}``.
-      where: names the overrides in error messages (e.g. the variant).
-
-    Returns:
-      ``config``.
-
-    Raises:
-      ValueError: a key is not in the config, or its value has the wrong type.
-    """
-    known = flatten(json.loads(config.to_json()))
-    for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        node = config
-        for part in parents:
-            node = node.get(part)
-            if not isinstance(node, ml_collections.ConfigDict):
-                break
-        if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"{where}: unknown config key {key!r}.{hint}")
-        if isinstance(node[leaf], ml_collections.ConfigDict):
-            raise ValueError(f"{where}: {key!r} is a group; override its keys one by one")
-        try:
-            node[leaf] = value
-        except TypeError as error:
-            raise ValueError(f"{where}: {key}={value!r} has the wrong type ({error})") from error
-    return config
-
-
-def variant_config(experiment: Experiment, variant: str) -> ml_collections.ConfigDict:
-    """Returns the base config with the variant's overrides applied."""
-    where = f"{experiment.path}: variant {variant!r}"
-    return apply_overrides(experiment.get_config(), experiment.variants[variant], where)
-
-
-def train_variant(config: ml_collections.ConfigDict, workdir: Path) -> str:
-    """Trains one variant into ``workdir`` unless it is finished there already.
-
-    Returns:
-      ``"skipped"`` (already at ``train.steps``), ``"resumed"`` or ``"trained"``.
-
-    Raises:
-      ValueError: ``workdir`` holds a run whose config differs in a key that cannot change on
-        resume (``gptjax.run_config.SAFE_ON_RESUME`` lists those that can).
-    """
-    from gptjax import checkpoint, run_config, train  # these pull in JAX: load them when needed
-
-    saved_path = workdir / CONFIG_FILE
-    if saved_path.is_file():
-        # The trainer's own rule: only cadence, length and sampling keys may change on resume.
-        try:
-            run_config.check_resume_config(json.loads(saved_path.read_text()), config)
-        except ValueError as error:
-            raise ValueError(f"{workdir}: {error}") from error
-    step = checkpoint.latest_step(workdir) if workdir.is_dir() else None
-    if step is not None and step >= config.train.steps:
-        return "skipped"
-    train.train_and_evaluate(config, workdir)
-    return "trained" if step is None else "resumed"
-
-
-def budget(config: Mapping[str, Any]) -> int:
-    """Tokens a run trains on: steps x batch_size x grad_accum x block_size."""
-    total = 1
-    for key in BUDGET_KEYS:
-        total *= config[key]
-    return total
-
-
-def held_fixed(runs: Sequence[Run]) -> str:
-    """Says what the variants share: every key not in the table, and the training budget."""
-    budgets = {run.name: budget(run.config) for run in runs}
-    product = " × ".join(k.split(".")[1] for k in BUDGET_KEYS)
-    if len(set(budgets.values())) == 1:
-        tokens = f"{next(iter(budgets.values())):,} tokens for every variant ({product})"
-    else:
-        tokens = ", ".join(f"{n}: {b:,}" for n, b in budgets.items()) + f" tokens ({product})"
-    return f"Held fixed: every config key not in the table. Training budget: {tokens}."
-
-
-def shared_config(runs: Sequence[Run]) -> str:
-    """Lists the config the variants share, as a collapsed Markdown block."""
-    differ = set(compare.differing_keys(runs))
-    lines = [f"{k} = {v!r}" for k, v in runs[0].config.items() if k not in differ]
-    body = "\n".join(lines)
-    summary = "<summary>Config shared by every variant</summary>"
-    return f"<details>{summary}\n\n```\n{body}\n```\n\n</details>"
-
-
-def run_experiment(
-    experiment: Experiment, runs_dir: Path, results_dir: Path, command: str
-) -> tuple[dict[str, str], Path]:
-    """Trains every variant (skipping finished ones), then writes the comparison report.
-
-    Args:
-      experiment: the loaded experiment file.
-      runs_dir: variants train into ``runs_dir/experiment.name/variant``.
-      results_dir: the report goes to ``results_dir/experiment.name/``.
-      command: the command line, recorded in the report.
-
-    Returns:
-      The status of each variant (``"trained"``, ``"resumed"`` or ``"skipped"``), and the path
-      of ``report.md``.
-    """
-    configs = {v: variant_config(experiment, v) for v in experiment.variants}  # fail fast
-    status = {}
-    for variant, config in configs.items():
-        workdir = runs_dir / experiment.name / variant
-        print(f"[{experiment.name}] {variant}: {workdir}", flush=True)
-        status[variant] = train_variant(config, workdir)
-        print(f"[{experiment.name}] {variant}: {status[variant]}", flush=True)
-    runs = {v: load_run(runs_dir / experiment.name / v) for v in experiment.variants}
-    out = results_dir / experiment.name
-    intro = "\n\n".join(
-        [
-            experiment.doc,
-            provenance.describe(command, runs.values(), experiment.path),
-            held_fixed(list(runs.values())),
-        ]
-    )
-    extra = experiment.analyze(runs) if experiment.analyze else ""
-    extra = f"{extra}\n\n{shared_config(list(runs.values()))}"
-    title = f"Experiment: {experiment.name}"
-    compare.write_report(list(runs.values()), out, experiment.metric, title, intro, extra)
-    return status, out / "report.md"
+from gptjax.runs import experiment as sweep
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gptjax.experiment", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m gptjax.experiment", description=sweep.__doc__)
     parser.add_argument("experiment", help="an experiment file, e.g. experiments/heads.py")
     parser.add_argument("--runs-dir", default="runs", help="where the variants train")
     parser.add_argument("--results-dir", help="where the report goes (default: results/ beside)")
@@ -258,9 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = shlex.join(["python", "-m", "gptjax.experiment", *argv])
     try:
-        experiment = load_experiment(args.experiment)
+        experiment = sweep.load_experiment(args.experiment)
         results_dir = Path(args.results_dir or experiment.path.parent / "results")
-        status, report = run_experiment(experiment, Path(args.runs_dir), results_dir, command)
+        status, report = sweep.run_experiment(experiment, Path(args.runs_dir), results_dir, command)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

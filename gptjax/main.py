@@ -48,7 +48,7 @@ def main(argv: list[str]) -> None:
     if _CONFIG.value is None:
         raise app.UsageError("--config is required, e.g. --config configs/tiny.py")
     logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-    from gptjax.train import TrainingDiverged, train_and_evaluate
+    from gptjax.training.loop import TrainingDiverged, train_and_evaluate
 
     config_file = config_flags.get_config_filename(flags.FLAGS["config"])
     workdir = _WORKDIR.value or str(Path("runs") / Path(config_file).stem)

@@ -15,12 +15,12 @@ import flax.linen as nn
 import jax
 import optax
 
-from gptjax import sharding
-from gptjax.experiment import apply_overrides, config_from_file
 from gptjax.model import GPT
-from gptjax.run_config import check_config
-from gptjax.train import train_and_evaluate
-from gptjax.train_step import create_train_state, make_optimizer
+from gptjax.runs.experiment import apply_overrides, config_from_file
+from gptjax.training import sharding
+from gptjax.training.loop import train_and_evaluate
+from gptjax.training.run_config import check_config
+from gptjax.training.step import create_train_state, make_optimizer
 
 # A model small enough to compile quickly, wide enough (32) to split 8 ways along `embed`.
 TINY = {

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from gptjax.config import GPTConfig
 from gptjax.model import GPT
-from gptjax.run_config import SCHEMA, check_config
-from gptjax.train_step import create_train_state, make_optimizer
+from gptjax.model.config import GPTConfig
+from gptjax.training.run_config import SCHEMA, check_config
+from gptjax.training.step import create_train_state, make_optimizer
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 NAMES = sorted(p.stem for p in CONFIG_DIR.glob("*.py"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import ml_collections
 import pytest
 
-from gptjax.experiment import apply_overrides, config_from_file
+from gptjax.runs.experiment import apply_overrides, config_from_file
 
 TINY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "tiny.py"
 
@@ -46,7 +46,7 @@ def tiny_config(overrides=None) -> ml_collections.ConfigDict:
 
 def train_tiny(workdir: Path, overrides=None) -> Path:
     """Trains a tiny run into ``workdir`` with the real trainer and returns ``workdir``."""
-    from gptjax.train import train_and_evaluate
+    from gptjax.training.loop import train_and_evaluate
 
     train_and_evaluate(tiny_config(overrides), workdir)
     return workdir

@@ -31,10 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from gptjax import decode, generate
-from gptjax.config import GPTConfig
-from gptjax.experiment import config_from_file
+from gptjax.generation import decode
+from gptjax.generation import text as generate
 from gptjax.model import GPT
+from gptjax.model.config import GPTConfig
+from gptjax.runs.experiment import config_from_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -35,9 +35,9 @@ import jax
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from gptjax.experiment import config_from_file  # noqa: E402
-from gptjax.metrics import measure_matmul_flops  # noqa: E402
-from gptjax.train import train_and_evaluate  # noqa: E402
+from gptjax.runs.experiment import config_from_file  # noqa: E402
+from gptjax.training.loop import train_and_evaluate  # noqa: E402
+from gptjax.training.metrics import measure_matmul_flops  # noqa: E402
 
 NANOGPT = {"ms_per_step": 33.0, "tokens_per_sec": 23_000, "wall_s": 71.0, "val_loss": 1.886}
 # jax.monitoring events that together make up the cost of compiling one function.

@@ -41,10 +41,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from gptjax.experiment import config_from_file  # noqa: E402
 from gptjax.model import GPT  # noqa: E402
-from gptjax.run_config import check_config  # noqa: E402
-from gptjax.train_step import (  # noqa: E402
+from gptjax.runs.experiment import config_from_file  # noqa: E402
+from gptjax.training.run_config import check_config  # noqa: E402
+from gptjax.training.step import (  # noqa: E402
     STEP_COMPILER_OPTIONS,
     create_train_state,
     make_optimizer,

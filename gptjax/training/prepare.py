@@ -1,0 +1,112 @@
+"""From a config to training data: corpus, tokenizer, encoded splits (tutorial part 9).
+
+The tokenizer is trained on the training split only (the validation text stays unseen), or
+loaded from ``tokenizer.path`` (a gptjax ``.bpe`` file or a tiktoken rank file such as GPT-2's
+``gpt2.tiktoken``). Either way it is saved as ``WORKDIR/tokenizer.bpe``, and a resumed run loads
+that file instead of training again. Every check here runs before anything is compiled.
+"""
+
+import dataclasses
+import hashlib
+import os
+from pathlib import Path
+
+import ml_collections
+import numpy as np
+
+from gptjax import tokenizer as tk
+from gptjax.model.config import GPTConfig
+from gptjax.runs.checkpoint import TOKENIZER_FILE
+from gptjax.tokenizer.serialization import MAGIC
+from gptjax.training import data
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedData:
+    """What the training loop needs from the corpus.
+
+    Attributes:
+      tok: the tokenizer.
+      train_ids, val_ids: the encoded splits (uint16 or uint32).
+      byte_lengths: bytes_V, UTF-8 bytes per token id (0 for specials), padded to the model's V.
+    """
+
+    tok: tk.Tokenizer
+    train_ids: np.ndarray
+    val_ids: np.ndarray
+    byte_lengths: np.ndarray
+
+
+def _load_tokenizer_file(path_text: str, pattern: str) -> tk.Tokenizer:
+    path = Path(os.path.expandvars(path_text)).expanduser()
+    if not path.is_file():
+        raise ValueError(
+            f"config.tokenizer.path={path_text!r} ({path}) is not a file; give a tokenizer.bpe "
+            "written by gptjax, a .tiktoken rank file, or '' to train one."
+        )
+    with open(path, encoding="utf-8", errors="replace") as f:
+        head = f.read(len(MAGIC))
+    if head != MAGIC:
+        # A rank file carries no specials: GPT-2's convention puts <|endoftext|> right after them.
+        n_ranks = sum(1 for line in path.read_text().splitlines() if line.strip())
+        return tk.load_tiktoken(path, pattern, {"<|endoftext|>": n_ranks})
+    return tk.load(path)
+
+
+def prepare_tokenizer(
+    config: ml_collections.ConfigDict, train_docs: list[str], workdir: Path
+) -> tk.Tokenizer:
+    """The run's tokenizer: ``WORKDIR/tokenizer.bpe`` if present, else loaded or trained, saved."""
+    saved = workdir / TOKENIZER_FILE
+    if saved.is_file():
+        return tk.load(saved)
+    if config.tokenizer.path:
+        tok = _load_tokenizer_file(config.tokenizer.path, config.tokenizer.pattern)
+    else:
+        print(
+            f"training a {config.tokenizer.vocab_size}-token BPE tokenizer "
+            f"(pattern {config.tokenizer.pattern}) on the training split...",
+            flush=True,
+        )
+        tok = tk.train(
+            train_docs, vocab_size=config.tokenizer.vocab_size, pattern=config.tokenizer.pattern
+        )
+    tmp = saved.with_name(f".{saved.name}.tmp")
+    tk.save(tok, tmp)
+    tmp.replace(saved)
+    return tok
+
+
+def check_vocab(tok: tk.Tokenizer, model_config: GPTConfig, where: str) -> None:
+    """A clear error when the tokenizer has ids the model's embedding cannot hold."""
+    if tok.vocab_size > model_config.vocab_size:
+        raise ValueError(
+            f"the tokenizer ({where}) has {tok.vocab_size} ids but model.vocab_size is "
+            f"{model_config.vocab_size}: set --config.model.vocab_size={tok.vocab_size} or more "
+            "(in configs that tie it to tokenizer.vocab_size, set "
+            f"--config.tokenizer.vocab_size={tok.vocab_size}), or use a smaller tokenizer."
+        )
+
+
+def prepare_data(
+    config: ml_collections.ConfigDict, model_config: GPTConfig, workdir: Path
+) -> PreparedData:
+    """Loads the corpus, gets the tokenizer, encodes both splits (cached) and checks sizes.
+
+    Args:
+      config: the training config (``data`` and ``tokenizer`` sections are read).
+      model_config: the model, for the vocabulary and block size checks.
+      workdir: the run directory (the tokenizer is saved there).
+    """
+    docs = data.load_documents(config.data.corpus)
+    train_docs, val_docs = data.split_documents(docs, config.data.val_fraction)
+    tok = prepare_tokenizer(config, train_docs, workdir)
+    where = config.tokenizer.path or "trained for this run"
+    check_vocab(tok, model_config, f"{where}, saved as {workdir / TOKENIZER_FILE}")
+    tok_hash = hashlib.sha256((workdir / TOKENIZER_FILE).read_bytes()).hexdigest()
+    train_ids, val_ids = data.encoded_splits(train_docs, val_docs, tok, tok_hash)
+    data.check_split_size("training", train_ids, model_config.block_size, config.data.corpus)
+    data.check_split_size("validation", val_ids, model_config.block_size, config.data.corpus)
+    lengths = np.zeros((model_config.vocab_size,), np.int32)
+    lengths[: tok.vocab_size] = data.token_byte_lengths(tok)
+    return PreparedData(tok, train_ids, val_ids, lengths)

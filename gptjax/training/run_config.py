@@ -1,0 +1,200 @@
+"""The run's configuration at the boundary: checks, resume rules, provenance (tutorial part 9).
+
+Everything a user can get wrong in a config is caught here, with one ``ValueError`` that says
+what is wrong and how to fix it, before any data is encoded or anything is compiled.
+
+Resuming: a run directory remembers its ``config.json``. Re-running with a different config shows
+the difference and refuses, unless only *safe* keys changed: those that decide how long to train
+and how often to look (``train.steps``, logging, evaluation and checkpoint cadence,
+``train.steps_per_call``) and what to sample at the end (``sample.*``). Note that ``train.steps``
+is also the end of the cosine decay, so extending a run changes its learning rate from the
+resumed step on.
+"""
+
+import json
+import math
+import numbers
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+
+from gptjax.generation.sampling import check_sampling_args
+from gptjax.model.config import GPTConfig
+from gptjax.tokenizer import PATTERNS
+from gptjax.training import sharding
+
+# Every key a training config declares (model keys are GPTConfig's fields).
+SCHEMA: dict[str, tuple[str, ...]] = {
+    "data": ("corpus", "val_fraction"),
+    "tokenizer": ("path", "vocab_size", "pattern"),
+    "opt": ("lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip"),
+    "train": (
+        "steps", "batch_size", "grad_accum", "steps_per_call", "eval_every", "eval_batches",
+        "log_every", "checkpoint_every", "keep_checkpoints",
+    ),
+    "sample": ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "num_samples"),
+    "mesh": ("data", "fsdp"),
+}  # fmt: skip
+SAFE_ON_RESUME = (
+    "train.steps",
+    "train.steps_per_call",
+    "train.eval_every",
+    "train.eval_batches",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.keep_checkpoints",
+    "sample.",
+    "mesh.",  # checkpoints restore under any mesh
+)
+
+
+def _keys_problem(config: ml_collections.ConfigDict) -> str | None:
+    import dataclasses
+
+    expected = {"seed", "model", *SCHEMA}
+    groups = {**SCHEMA, "model": tuple(f.name for f in dataclasses.fields(GPTConfig))}
+    missing, unknown = [], sorted(set(config.keys()) - expected)
+    missing += [k for k in sorted(expected) if k not in config]
+    for group, keys in groups.items():
+        if group in config:
+            missing += [f"{group}.{k}" for k in keys if k not in config[group]]
+            unknown += [f"{group}.{k}" for k in config[group] if k not in keys]
+    if missing or unknown:
+        return f"missing keys {missing}, unknown keys {unknown}"
+    return None
+
+
+def _int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"config.{name}={value!r} must be an integer >= {minimum}.")
+
+
+def _real(name: str, value: Any, low: float, high: float, *, open_low=False, open_high=False):
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if open_low else value >= low)
+    ok = ok and (value < high if open_high else value <= high)
+    if not ok:
+        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        raise ValueError(f"config.{name}={value!r} must be a number in {interval}.")
+
+
+def check_config(config: ml_collections.ConfigDict) -> GPTConfig:
+    """Validates every key of a training config.
+
+    Returns:
+      The model's GPTConfig (itself validated).
+
+    Raises:
+      ValueError: on the first invalid value, naming the key and the valid range.
+    """
+    problem = _keys_problem(config)
+    if problem:
+        raise ValueError(f"the config does not match the training schema: {problem}.")
+    _int("seed", config.seed, 0)
+    _real("data.val_fraction", config.data.val_fraction, 0, 1, open_low=True, open_high=True)
+    tok = config.tokenizer
+    if tok.pattern not in PATTERNS:
+        raise ValueError(
+            f"config.tokenizer.pattern={tok.pattern!r}: use one of {sorted(PATTERNS)}."
+        )
+    if not tok.path:
+        _int("tokenizer.vocab_size", tok.vocab_size, 260)  # 256 bytes + 4 specials, no merges
+    opt = config.opt
+    _real("opt.lr", opt.lr, 0, math.inf, open_low=True)
+    _real("opt.min_lr", opt.min_lr, 0, opt.lr)
+    _int("opt.warmup_steps", opt.warmup_steps, 0)
+    _real("opt.weight_decay", opt.weight_decay, 0, math.inf)
+    _real("opt.beta1", opt.beta1, 0, 1, open_high=True)
+    _real("opt.beta2", opt.beta2, 0, 1, open_high=True)
+    _real("opt.grad_clip", opt.grad_clip, 0, math.inf)  # 0 disables clipping
+    train = config.train
+    for key in SCHEMA["train"]:
+        _int(f"train.{key}", train[key], 1)
+    if train.batch_size % train.grad_accum:
+        raise ValueError(
+            f"config.train.batch_size={train.batch_size} is not divisible by "
+            f"train.grad_accum={train.grad_accum}: the batch is cut into grad_accum equal "
+            "micro-batches."
+        )
+    # The mesh against the devices present, and the batch against the mesh.
+    sharding.check_batch_size(train.batch_size, train.grad_accum, sharding.make_mesh(config.mesh))
+    sample = config.sample
+    _int("sample.max_new_tokens", sample.max_new_tokens, 0)
+    _int("sample.num_samples", sample.num_samples, 0)
+    if not isinstance(sample.prompt, str):
+        raise ValueError(f"config.sample.prompt={sample.prompt!r} must be a string.")
+    check_sampling_args(sample.temperature, sample.top_k, sample.top_p)
+    return GPTConfig(**config.model)
+
+
+def flat(config: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"steps": 5}}`` -> ``{"train.steps": 5}``."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_diff(old: dict, new: dict) -> list[tuple[str, Any, Any]]:
+    """Keys whose values differ between two configs, as (key, old, new), sorted."""
+    a, b = flat(old), flat(new)
+    missing = object()
+    return [
+        (k, a.get(k, missing), b.get(k, missing))
+        for k in sorted(set(a) | set(b))
+        if a.get(k, missing) != b.get(k, missing)
+    ]
+
+
+def check_resume_config(saved: dict, config: ml_collections.ConfigDict) -> list[str]:
+    """Compares a run's saved config with the one given to resume it.
+
+    Returns:
+      Lines describing the (safe) changes, empty when nothing changed.
+
+    Raises:
+      ValueError: when a key outside SAFE_ON_RESUME changed; the message shows the diff.
+    """
+    current = json.loads(config.to_json())
+    diff = config_diff(saved, current)
+    lines = [f"  {k}: {old!r} -> {new!r}" for k, old, new in diff]
+    unsafe = [k for k, _, _ in diff if not k.startswith(SAFE_ON_RESUME)]
+    if unsafe:
+        raise ValueError(
+            "this run directory was trained with a different config; changed keys:\n"
+            + "\n".join(lines)
+            + f"\n{', '.join(unsafe)} cannot change on resume (only {', '.join(SAFE_ON_RESUME)}"
+            " can). Use a new --workdir, or revert these overrides."
+        )
+    return lines
+
+
+def run_info(model_config: GPTConfig, peak_flops: float, resumed_from: int | None) -> dict:
+    """Provenance of a run: code commit, JAX and its devices, model size, command line."""
+    from gptjax.runs.provenance import code_commit
+
+    return {
+        "git_commit": code_commit(),
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
+        "param_count": model_config.param_count(),
+        "flops_per_token": model_config.flops_per_token(),
+        "matmul_peak_flops": peak_flops,
+        "command": " ".join(sys.argv),
+        "resumed_from": resumed_from,
+    }
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Writes JSON atomically (a crash leaves the old file or the new one)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)

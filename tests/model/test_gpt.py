@@ -1,0 +1,318 @@
+"""The full GPT: causality, KV-cache decoding, dtype policy, dropout, init, jit, bad input."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.extend import core as jax_core
+
+from gptjax.model import GPT, check_tokens, feedforward, init_cache, multihead
+from gptjax.model.config import GPTConfig
+
+V, BLOCK = 64, 16
+POS = ("learned", "sinusoidal", "rope", "none")
+
+
+def tiny(**overrides) -> GPTConfig:
+    return GPTConfig(
+        **{**dict(vocab_size=V, block_size=BLOCK, n_layer=2, n_head=4, n_embd=32), **overrides}
+    )
+
+
+@functools.cache
+def build(config: GPTConfig, seed: int = 0):
+    """(model, boxed variables, tokens_BT) for a config; cached across tests."""
+    model = GPT(config)
+    tokens = jax.random.randint(jax.random.key(seed + 1), (2, BLOCK), 0, V)
+    return model, model.init(jax.random.key(seed), tokens), tokens
+
+
+@pytest.mark.parametrize("pos", POS)
+def test_causality_by_gradient(pos):
+    # Untied embeddings and distinct tokens: row tokens[u] of the input table is used only by
+    # position u, so its gradient is the gradient with respect to input token u.
+    config = tiny(pos_encoding=pos, tie_embeddings=False)
+    model, variables, _ = build(config)
+    tokens = jax.random.permutation(jax.random.key(3), V)[:BLOCK][None]
+    params = nn.unbox(variables)["params"]
+    t = 6
+
+    def loss_at_t(params):
+        logits = model.apply({"params": params}, tokens)
+        return jax.nn.log_softmax(logits[0, t])[0]
+
+    grads = jax.jit(jax.grad(loss_at_t))(params)
+    per_position = np.abs(np.asarray(grads["wte"]["embedding"])[np.asarray(tokens[0])]).sum(-1)
+    assert (per_position[t + 1 :] == 0).all(), per_position
+    assert (per_position[: t + 1] > 0).all(), per_position
+    if pos == "learned":
+        per_slot = np.abs(np.asarray(grads["wpe"]["embedding"])).sum(-1)
+        assert (per_slot[t + 1 :] == 0).all() and (per_slot[: t + 1] > 0).all()
+
+
+@pytest.mark.parametrize("attention", ["reference", "dot_product"])
+@pytest.mark.parametrize("pos", POS)
+def test_kv_cache_decoding_matches_full_forward(pos, attention, monkeypatch):
+    # Chunks of 5 slots over a 16-slot cache: several chunks, the last one overhanging.
+    monkeypatch.setattr(multihead, "DECODE_CHUNK", 5)
+    config = tiny(pos_encoding=pos, attention=attention)
+    model, variables, tokens = build(config)
+    full = model.apply(variables, tokens)
+
+    call = jax.jit(lambda v, t, c: model.apply(v, t, cache=c))
+    cache = init_cache(config, batch_size=2)
+    logits, cache = call(variables, tokens[:, :5], cache)  # prefill
+    pieces = [logits]
+    logits, cache = call(variables, tokens[:, 5:8], cache)  # a chunk of 3
+    pieces.append(logits)
+    for i in range(8, BLOCK):  # then one token at a time, up to a full cache
+        logits, cache = call(variables, tokens[:, i : i + 1], cache)
+        pieces.append(logits)
+    assert int(cache.index) == BLOCK
+    np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_decode_step_traces_once():
+    config = tiny(pos_encoding="rope")
+    model, variables, tokens = build(config)
+    traces = []
+
+    @jax.jit
+    def step(variables, token_B1, cache):
+        traces.append(token_B1.shape)
+        return model.apply(variables, token_B1, cache=cache)
+
+    cache = init_cache(config, 2)
+    for i in range(BLOCK):
+        _, cache = step(variables, tokens[:, i : i + 1], cache)
+    assert traces == [(2, 1)]
+
+    forward_traces = []
+
+    @jax.jit
+    def forward(variables, tokens_BT):
+        forward_traces.append(tokens_BT.shape)
+        return model.apply(variables, tokens_BT)
+
+    for seed in range(3):
+        forward(variables, jax.random.randint(jax.random.key(seed), (2, BLOCK), 0, V))
+    forward(variables, tokens[:, :4])
+    assert forward_traces == [(2, BLOCK), (2, 4)]
+
+
+def test_attention_implementations_agree_on_the_model():
+    model, variables, tokens = build(tiny())
+    other = GPT(tiny(attention="dot_product"))
+    np.testing.assert_allclose(
+        other.apply(variables, tokens), model.apply(variables, tokens), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_boxed_and_unboxed_variables_give_the_same_logits():
+    model, variables, tokens = build(tiny())
+    assert isinstance(variables["params"]["wte"]["embedding"], nn.LogicallyPartitioned)
+    unboxed = nn.unbox(variables)
+    np.testing.assert_array_equal(model.apply(unboxed, tokens), model.apply(variables, tokens))
+    specs = nn.get_partition_spec(variables)["params"]
+    assert tuple(specs["wte"]["embedding"]) == ("vocab", "embed")
+    assert tuple(specs["wpe"]["embedding"]) == ("pos", "embed")
+    attn = specs["blocks_0"]["attn"]
+    assert tuple(attn["query"]["kernel"]) == ("embed", "heads", "head_dim")
+    assert tuple(attn["proj"]["kernel"]) == ("heads", "head_dim", "embed")
+    assert tuple(specs["blocks_1"]["mlp"]["fc"]["kernel"]) == ("embed", "mlp")
+    assert tuple(specs["blocks_1"]["mlp"]["fc"]["bias"]) == ("mlp",)
+    assert tuple(specs["ln_f"]["scale"]) == ("embed",)
+
+
+@pytest.mark.parametrize(
+    "features, in_dims, use_bias, dtype",
+    [(24, 1, True, "float32"), ((4, 8), 1, False, "float32"), (24, 2, True, "float32"),
+     (24, 1, True, "bfloat16")],
+)  # fmt: skip
+def test_linear_is_dense_general_with_the_same_gradients(features, in_dims, use_bias, dtype):
+    # Linear writes out its backward pass (the kernel gradient as x^T g): same parameters, same
+    # initial values, same outputs and gradients as nn.DenseGeneral.
+    x = jax.random.normal(jax.random.key(0), (2, 5, 4, 8) if in_dims == 2 else (2, 5, 32))
+    axes = tuple(range(-in_dims, 0))
+    names = ("a", "b", "c", "d")[: in_dims + np.ndim(features)]
+    ours = feedforward.Linear(features, names, names[in_dims:], in_dims=in_dims,
+                              use_bias=use_bias, dtype=jnp.dtype(dtype))  # fmt: skip
+    theirs = nn.DenseGeneral(features, axis=axes, use_bias=use_bias, dtype=jnp.dtype(dtype),
+                             kernel_init=nn.initializers.normal(0.02))  # fmt: skip
+    variables = nn.unbox(ours.init(jax.random.key(1), x))
+    reference = theirs.init(jax.random.key(1), x)
+    jax.tree.map(np.testing.assert_array_equal, variables, reference)
+    shape = (features,) if isinstance(features, int) else features
+    bias = {"bias": jax.random.normal(jax.random.key(2), shape)} if use_bias else {}
+    params = {"params": {**variables["params"], **bias}}
+
+    def loss(module, params, x):
+        return jnp.sum(jnp.sin(module.apply(params, x).astype(jnp.float32)))
+
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == "bfloat16" else dict(rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), **tol)
+    got = jax.grad(functools.partial(loss, ours), argnums=(0, 1))(params, x)
+    want = jax.grad(functools.partial(loss, theirs), argnums=(0, 1))(params, x)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_gelu_is_jax_gelu_with_the_same_gradient(dtype):
+    # feedforward.gelu writes out its derivative: same values as jax.nn.gelu (tanh form), and the
+    # same gradient as JAX's own rule, over the range where the slope goes from 0 to 1 and beyond.
+    x = jnp.linspace(-8.0, 8.0, 4001).astype(dtype)
+    want_fn = functools.partial(jax.nn.gelu, approximate=True)
+    np.testing.assert_array_equal(feedforward.gelu(x), want_fn(x))
+    got = jax.vmap(jax.grad(feedforward.gelu))(x)
+    want = jax.vmap(jax.grad(want_fn))(x)
+    assert got.dtype == want.dtype == jnp.dtype(dtype)
+    # float32: 3e-6 apart at most, where the slope crosses 0 and its terms cancel
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == "bfloat16" else dict(rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), **tol)
+    assert float(want.astype(np.float32).min()) < -0.1  # the slope dips below 0 near x = -0.75
+
+
+def test_gpt2_initialisation():
+    config = tiny(n_layer=8, n_embd=128, vocab_size=512, tie_embeddings=False)
+    _, variables, _ = build(config)
+    params = nn.unbox(variables)["params"]
+    blocks = [params[f"blocks_{i}"] for i in range(8)]
+
+    def std(arrays):
+        return float(np.concatenate([np.ravel(a) for a in arrays]).std())
+
+    assert std([b["attn"]["query"]["kernel"] for b in blocks]) == pytest.approx(0.02, rel=0.05)
+    assert std([b["mlp"]["fc"]["kernel"] for b in blocks]) == pytest.approx(0.02, rel=0.05)
+    assert std([params["wte"]["embedding"], params["lm_head"]["kernel"]]) == pytest.approx(
+        0.02, rel=0.05
+    )
+    residual = 0.02 / np.sqrt(2 * 8)
+    assert std([b["attn"]["proj"]["kernel"] for b in blocks]) == pytest.approx(residual, rel=0.05)
+    assert std([b["mlp"]["proj"]["kernel"] for b in blocks]) == pytest.approx(residual, rel=0.05)
+    for b in blocks:
+        assert not np.any(b["attn"]["proj"]["bias"]) and not np.any(b["mlp"]["fc"]["bias"])
+        np.testing.assert_array_equal(b["ln_1"]["scale"], 1.0)
+
+
+def test_bfloat16_compute_keeps_softmax_logits_and_params_in_float32():
+    config32 = tiny(pos_encoding="rope")
+    model32, variables, tokens = build(config32)
+    model = GPT(tiny(pos_encoding="rope", dtype="bfloat16"))
+    fresh = model.init(jax.random.key(0), tokens)
+    assert {x.dtype for x in jax.tree.leaves(nn.unbox(fresh))} == {jnp.dtype(jnp.float32)}
+
+    logits = model.apply(variables, tokens)
+    assert logits.dtype == jnp.float32
+    assert np.isfinite(np.asarray(logits)).all()
+    # Same parameters, bfloat16 arithmetic: close to float32, but not identical (bf16 really ran).
+    diff = np.abs(np.asarray(logits - model32.apply(variables, tokens)))
+    assert 0 < diff.max() < 0.1
+    # Every exp (the softmaxes) runs in float32, and the attention scores come out in float32.
+    jaxpr = jax.make_jaxpr(model.apply)(variables, tokens)
+    exps = list(_eqns(jaxpr.jaxpr, "exp"))
+    assert exps and all(e.outvars[0].aval.dtype == jnp.float32 for e in exps)
+    dots = [e.outvars[0].aval for e in _eqns(jaxpr.jaxpr, "dot_general")]
+    assert any(a.dtype == jnp.bfloat16 for a in dots)
+    assert all(a.dtype == jnp.float32 for a in dots if a.shape[-2:] == (BLOCK, BLOCK))
+    # The decoding cache is in the compute dtype.
+    _, cache = model.apply(variables, tokens[:, :3], cache=init_cache(model.config, 2))
+    assert cache.k[0].dtype == jnp.bfloat16
+
+
+def _eqns(jaxpr, name):
+    """Every equation of a primitive, inside nested jaxprs (jit, custom_jvp) too."""
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == name:
+            yield eqn
+        for sub in jax_core.jaxprs_in_params(eqn.params):
+            yield from _eqns(sub, name)
+
+
+@pytest.mark.parametrize("attention", ["reference", "dot_product"])
+def test_dropout_only_in_training(attention):
+    config = tiny(dropout=0.2, attention=attention)
+    model, variables, tokens = build(config)
+    eval1 = model.apply(variables, tokens)
+    np.testing.assert_array_equal(eval1, model.apply(variables, tokens, deterministic=True))
+    train = functools.partial(model.apply, variables, tokens, deterministic=False)
+    a = train(rngs={"dropout": jax.random.key(1)})
+    np.testing.assert_array_equal(a, train(rngs={"dropout": jax.random.key(1)}))
+    assert not np.allclose(a, train(rngs={"dropout": jax.random.key(2)}))
+    assert not np.allclose(a, eval1)
+    # dot_product has no attention dropout of its own: training falls back to the reference path,
+    # so both settings are the same model, dropout masks included.
+    reference = GPT(tiny(dropout=0.2)).apply(
+        variables, tokens, deterministic=False, rngs={"dropout": jax.random.key(1)}
+    )
+    np.testing.assert_array_equal(a, reference)
+    no_dropout = GPT(tiny(attention=attention))
+    np.testing.assert_array_equal(
+        no_dropout.apply(
+            variables, tokens, deterministic=False, rngs={"dropout": jax.random.key(1)}
+        ),
+        eval1,
+    )
+
+
+def test_check_tokens_rejects_bad_input():
+    config = tiny()
+    check_tokens(config, np.zeros((2, BLOCK), np.int64))
+    check_tokens(config, jnp.full((1, 4), V - 1, jnp.int32), start=BLOCK - 4)
+    with pytest.raises(ValueError, match="longer than block_size=16"):
+        check_tokens(config, np.zeros((1, BLOCK + 1), np.int32))
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, vocab_size=64\)"):
+        check_tokens(config, np.array([[1, V]]))
+    with pytest.raises(ValueError, match=r"got ids in \[-1, 3\]"):
+        check_tokens(config, np.array([[3, -1]]))
+    with pytest.raises(ValueError, match="integer ids, got dtype float32"):
+        check_tokens(config, np.zeros((1, 4), np.float32))
+    with pytest.raises(ValueError, match="integer ids, got dtype bool"):
+        check_tokens(config, np.zeros((1, 4), bool))
+    with pytest.raises(ValueError, match=r"shape \(batch, time\)"):
+        check_tokens(config, np.zeros(4, np.int32))
+    with pytest.raises(ValueError, match="KV cache holds block_size=16"):
+        check_tokens(config, np.zeros((1, 2), np.int32), start=BLOCK - 1)
+    # Positions without a table extrapolate in a plain forward pass, but never past the cache.
+    check_tokens(tiny(pos_encoding="rope"), np.zeros((1, BLOCK + 1), np.int32))
+    with pytest.raises(ValueError, match="longer than block_size"):
+        check_tokens(tiny(pos_encoding="rope"), np.zeros((1, BLOCK + 1), np.int32), start=0)
+    with pytest.raises(ValueError, match="outside jax.jit"):
+        jax.jit(lambda t: check_tokens(config, t))(np.zeros((1, 2), np.int32))
+
+
+def test_model_checks_shapes_and_dtypes_at_trace_time():
+    model, variables, tokens = build(tiny())
+    with pytest.raises(ValueError, match="integer ids"):
+        model.apply(variables, tokens.astype(jnp.float32))
+    with pytest.raises(ValueError, match="longer than block_size"):
+        jax.jit(model.apply)(variables, jnp.zeros((1, BLOCK + 1), jnp.int32))
+    with pytest.raises(ValueError, match="init_cache"):
+        model.apply(variables, tokens[:1, :2], cache=init_cache(model.config, 2))
+    rope = GPT(tiny(pos_encoding="rope"))
+    long_tokens = jnp.zeros((1, BLOCK + 4), jnp.int32)
+    assert rope.apply(rope.init(jax.random.key(0), long_tokens), long_tokens).shape == (
+        1,
+        BLOCK + 4,
+        V,
+    )
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        init_cache(model.config, 0)
+
+
+def test_sinusoidal_positions_are_added_to_embeddings_scaled_by_sqrt_width():
+    from gptjax.model.positional import sinusoidal_encoding
+
+    cfg = tiny(pos_encoding="sinusoidal")
+    tokens = jnp.array([[3, 1, 4, 1, 5, 9]], jnp.int32)
+    variables = GPT(cfg).init(jax.random.PRNGKey(0), tokens)
+    _, state = GPT(cfg).apply(
+        variables, tokens, capture_intermediates=True, mutable="intermediates"
+    )
+    x_BTD = state["intermediates"]["drop"]["__call__"][0]  # the input of the first block
+    table_VD = nn.unbox(variables)["params"]["wte"]["embedding"]
+    positions = sinusoidal_encoding(jnp.arange(tokens.shape[1]), cfg.n_embd)
+    expected = table_VD[tokens] * np.sqrt(cfg.n_embd) + positions[None]
+    np.testing.assert_allclose(x_BTD, expected, rtol=1e-6, atol=1e-6)

@@ -1,0 +1,141 @@
+"""Tests of the command line ``python -m gptjax.tokenizer``: train, encode, decode, show and
+parity, and one ``error:`` line with exit status 2 for each user mistake."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gptjax import tokenizer as tk
+from gptjax.tokenizer import __main__ as cli
+
+GPT2 = ["--pattern", "gpt2", "--special", "<|endoftext|>=50256"]
+
+
+@pytest.fixture
+def trained(tmp_path, data_file, capsys):
+    out = tmp_path / "tok.bpe"
+    assert (
+        cli.main(
+            [
+                "train",
+                "--input",
+                str(data_file("tinyshakespeare.txt")),
+                "--vocab-size",
+                "600",
+                "--pattern",
+                "gpt4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def test_train_writes_a_loadable_tokenizer(trained, capsys):
+    assert "trained 340 merges (vocab_size 600, pattern gpt4)" in capsys.readouterr().out
+    assert tk.load(trained).vocab_size == 600
+
+
+def test_encode_decode_round_trip(tmp_path, trained, capsys):
+    text = "Wherefore art thou Roméo? 🙂\n"
+    src = tmp_path / "in.txt"
+    src.write_text(text, encoding="utf-8")
+    capsys.readouterr()
+    assert cli.main(["encode", "--tokenizer", str(trained), "--input", str(src)]) == 0
+    ids_text = capsys.readouterr().out
+    assert [int(w) for w in ids_text.split()] == tk.encode(tk.load(trained), text)
+    ids = tmp_path / "ids.txt"
+    ids.write_text(ids_text, encoding="utf-8")
+    assert cli.main(["decode", "--tokenizer", str(trained), "--input", str(ids)]) == 0
+    assert capsys.readouterr().out == text
+
+
+def test_show_makes_boundaries_visible(trained, capsys):
+    capsys.readouterr()
+    assert cli.main(["show", "--tokenizer", str(trained), "--text", "xkzbrt"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    tok = tk.load(trained)
+    ids = tk.encode(tok, "xkzbrt")
+    # The invented word is split into known pieces, never <unk>: tutorial question 2.
+    assert lines[0] == "".join(f"[{tok.token_bytes(i).decode()}]" for i in ids)
+    assert lines[0].replace("[", "").replace("]", "") == "xkzbrt" and len(ids) > 1
+    assert lines[-1] == f"{len(ids)} tokens, 6 bytes, {6 / len(ids):.2f} bytes/token"
+
+
+def test_parity_on_gpt2_ranks_and_mismatch_exit_status(data_file, capsys, monkeypatch):
+    ranks = str(data_file("gpt2.tiktoken"))
+    stress = str(data_file("unicode_stress.txt"))
+    assert cli.main(["parity", "--tokenizer", ranks, *GPT2, "--input", stress]) == 0
+    assert capsys.readouterr().out == "unicode_stress.txt: 44,131 bytes, 24,749 tokens, identical\n"
+    # A broken encoder must be caught: drop one token from the reference output.
+    reference = tk.encode_ordinary
+    monkeypatch.setattr(cli.tk, "encode_ordinary", lambda tok, t: reference(tok, t)[1:])
+    assert cli.main(["parity", "--tokenizer", ranks, *GPT2, "--input", stress]) == 1
+    assert "MISMATCH at token 0" in capsys.readouterr().out
+
+
+def _error(capsys, argv) -> str:
+    with pytest.raises(SystemExit) as info:
+        status = cli.main(argv)
+        raise SystemExit(status)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) >= 1 and "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+def test_user_mistakes_get_one_error_line(tmp_path, trained, capsys):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("déjà vu".encode("latin-1"))
+    train = ["train", "--out", str(tmp_path / "t.bpe"), "--input"]
+    line = _error(capsys, [*train, str(latin1), "--vocab-size", "300"])
+    assert f"'{latin1}' is not UTF-8: byte 1 (0xe9)" in line
+    assert "vocab_size >= 260" in _error(capsys, [*train, str(trained), "--vocab-size", "100"])
+    assert "unknown pattern 'bpe'" in _error(
+        capsys, [*train, str(trained), "--vocab-size", "300", "--pattern", "bpe"]
+    )
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    assert "empty corpus" in _error(capsys, [*train, str(empty), "--vocab-size", "300"])
+    bad = tmp_path / "bad.bpe"
+    bad.write_text(trained.read_text(encoding="utf-8")[:5000], encoding="utf-8")
+    assert "truncated" in _error(capsys, ["show", "--tokenizer", str(bad), "--text", "x"])
+    assert "NAME=ID" in _error(
+        capsys, ["show", "--tokenizer", str(trained), "--special", "eot", "--text", "x"]
+    )
+    assert "allowed_special" in _error(
+        capsys, ["encode", "--tokenizer", str(trained), "--input", str(_write(tmp_path, "<eos>"))]
+    )
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "text.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_module_entry_point(trained):
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gptjax.tokenizer",
+            "show",
+            "--tokenizer",
+            str(trained),
+            "--text",
+            "To be",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1].endswith("bytes/token")

@@ -1,0 +1,218 @@
+"""End-to-end tests of gptjax.train: a real run, exact resume across processes, stops, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gptjax.runs import checkpoint
+from gptjax.training import loop as train
+
+REPO = Path(__file__).resolve().parents[2]
+# A tiny run: the tiny config with a smaller model, vocabulary and step count.
+OVERRIDES = {
+    "tokenizer.vocab_size": 270,
+    "model.n_layer": 1,
+    "model.n_embd": 32,
+    "model.n_head": 2,
+    "model.block_size": 16,
+    "model.dropout": 0.1,
+    "train.steps": 16,
+    "train.batch_size": 4,
+    "train.steps_per_call": 4,
+    "train.eval_every": 8,
+    "train.eval_batches": 2,
+    "train.log_every": 1,
+    "train.checkpoint_every": 100,
+    "sample.max_new_tokens": 8,
+    "sample.num_samples": 1,
+}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _config_file(tmp_path: Path, **extra) -> Path:
+    """A config file (for the CLI) that is configs/tiny.py with OVERRIDES applied."""
+    path = tmp_path / "small.py"
+    path.write_text(
+        textwrap.dedent(f"""
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("tiny", {str(REPO / "configs/tiny.py")!r})
+        tiny = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tiny)
+
+        def get_config():
+            c = tiny.get_config()
+            for key, value in { ({**OVERRIDES, **extra})!r}.items():
+                group, name = key.split(".")
+                c[group][name] = value
+            return c
+        """)
+    )
+    return path
+
+
+def _config(tmp_path, **extra):
+    namespace = {}
+    exec(_config_file(tmp_path, **extra).read_text(), namespace)  # noqa: S102
+    return namespace["get_config"]()
+
+
+def _run_main(tmp_path, workdir) -> subprocess.CompletedProcess:
+    """``python -m gptjax.main`` on `_config_file` in a new process."""
+    return subprocess.run(
+        [sys.executable, "-m", "gptjax.main", "--config", str(_config_file(tmp_path)),
+         "--workdir", str(workdir)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+
+
+def _losses(workdir):
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["train_loss"] for r in rows if "train_loss" in r}, rows
+
+
+def test_a_run_writes_the_run_directory(tmp_path):
+    workdir = tmp_path / "run"
+    config = _config(tmp_path, **{"opt.warmup_steps": 4})
+    train.train_and_evaluate(config, workdir)
+    for name in ("config.json", "run_info.json", "tokenizer.bpe", "metrics.jsonl", "samples.txt"):
+        assert (workdir / name).is_file(), name
+    assert list((workdir / "tb").glob("events.out.tfevents.*"))
+    assert checkpoint.latest_step(workdir) == 16
+    info = json.loads((workdir / "run_info.json").read_text())
+    assert {"git_commit", "jax_version", "devices", "param_count"} <= set(info)
+    losses, rows = _losses(workdir)
+    assert sorted(losses) == list(range(1, 17))
+    evals = [r for r in rows if "val_loss" in r]
+    assert [r["step"] for r in evals] == [0, 8, 16]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"]  # it learns
+    for r in evals:
+        assert r["val_perplexity"] == pytest.approx(np.exp(r["val_loss"]), rel=1e-6)
+        assert 0 < r["val_bpb"] < 10
+    logged = rows[-1]
+    for key in ("tokens_seen", "wall_time", "lr", "grad_norm", "tokens_per_sec", "mfu"):
+        assert key in logged
+    assert logged["tokens_seen"] == 16 * 4 * 16
+    # The logged rate is the one step s used: 4 warm-up steps, then cosine down to step 16.
+    opt = config.opt
+    for r in rows:
+        if "lr" in r:
+            s = r["step"] - 1
+            if s < opt.warmup_steps:
+                want = opt.lr * (s + 1) / (opt.warmup_steps + 1)
+            else:
+                ratio = min((s - opt.warmup_steps) / (16 - opt.warmup_steps), 1.0)
+                want = opt.min_lr + 0.5 * (1 + np.cos(np.pi * ratio)) * (opt.lr - opt.min_lr)
+            assert r["lr"] == pytest.approx(want, rel=1e-5), r["step"]
+    assert (workdir / "samples.txt").read_text().startswith("--- sample 1 ---\nThe ")
+
+
+def test_exact_resume_in_a_new_process_after_ctrl_c(tmp_path, monkeypatch):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train.train_and_evaluate(_config(tmp_path), straight)
+
+    # Ctrl-C while step 8 is being logged: the loop saves step 8 and re-raises.
+    write = train.MetricsWriter.write
+
+    def write_then_interrupt(self, step, values):
+        write(self, step, values)
+        if step == 8:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(train.MetricsWriter, "write", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(_config(tmp_path), resumed)
+    assert checkpoint.latest_step(resumed) == 8
+
+    done = _run_main(tmp_path, resumed)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resumed" in done.stdout
+    a, rows_a = _losses(straight)
+    b, rows_b = _losses(resumed)
+    assert a == b  # every step's loss, bitwise (JSON keeps float32 values exactly)
+    assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b]
+    _, params_a, _ = checkpoint.load_for_inference(straight)
+    _, params_b, _ = checkpoint.load_for_inference(resumed)
+    for x, y in zip(jax.tree.leaves(params_a), jax.tree.leaves(params_b), strict=True):
+        np.testing.assert_array_equal(x, y)
+    # a finished run says so
+    again = _run_main(tmp_path, resumed)
+    assert again.returncode == 0 and "already finished" in again.stdout
+
+
+def test_config_changes_on_resume(tmp_path):
+    workdir = tmp_path / "run"
+    train.train_and_evaluate(_config(tmp_path, **{"train.steps": 4}), workdir)
+    with pytest.raises(ValueError, match=r"opt\.lr: 0\.002 -> 0\.01"):
+        train.train_and_evaluate(_config(tmp_path, **{"opt.lr": 0.01}), workdir)
+    # more steps and another logging cadence are safe
+    train.train_and_evaluate(_config(tmp_path, **{"train.steps": 8, "train.log_every": 2}), workdir)
+    assert checkpoint.latest_step(workdir) == 8
+
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    real = train.train_steps
+
+    def poisoned(state, batches):
+        state, metrics = real(state, batches)
+        # the call that ends at step 12 leaves NaN parameters: step 13 sees a NaN loss
+        params = jax.tree.map(lambda p: p * jnp.where(state.step > 8, jnp.nan, 1.0), state.params)
+        return state.replace(params=params), metrics
+
+    monkeypatch.setattr(train, "train_steps", poisoned)
+    workdir = tmp_path / "run"
+    config = _config(tmp_path, **{"train.checkpoint_every": 8})
+    with pytest.raises(train.TrainingDiverged, match="non-finite at step 13"):
+        train.train_and_evaluate(config, workdir)
+    assert checkpoint.latest_step(workdir) == 8
+    _, params, _ = checkpoint.load_for_inference(workdir)
+    assert all(np.isfinite(p).all() for p in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"data.corpus": "/no/such/corpus.txt"}, "no such file"),
+        ({"opt.lr": -1.0}, "opt.lr"),
+        ({"train.batch_size": 0}, "train.batch_size"),
+        ({"model.block_size": 4096}, "fewer than one block"),
+    ],
+)
+def test_bad_input_fails_before_compiling(tmp_path, monkeypatch, overrides, message):
+    def no_jit(*args, **kwargs):
+        raise AssertionError("compiled before checking the input")
+
+    monkeypatch.setattr(jax, "jit", no_jit)
+    small = tmp_path / "small.txt"
+    from pydoc_data.topics import topics
+
+    small.write_text(topics["assert"][:3000])  # enough text for the tokenizer, < 4096 tokens
+    config = _config(tmp_path, **{"data.corpus": str(small), **overrides})
+    with pytest.raises(ValueError, match=message):
+        train.train_and_evaluate(config, tmp_path / "run")
+
+
+def test_a_tokenizer_that_does_not_fit_the_model(tmp_path, monkeypatch):
+    from gptjax import tokenizer as tk
+
+    path = tmp_path / "big.bpe"
+    from pydoc_data.topics import topics
+
+    tk.save(tk.train([topics["assert"]], vocab_size=280, pattern="gpt4"), path)
+    monkeypatch.setattr(jax, "jit", None)  # nothing may compile
+    config = _config(tmp_path, **{"tokenizer.path": str(path)})  # model.vocab_size is 270
+    with pytest.raises(ValueError, match="vocab_size=280"):
+        train.train_and_evaluate(config, tmp_path / "run")

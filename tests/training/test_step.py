@@ -1,0 +1,198 @@
+"""Tests for gptjax.train_step: schedule, decay mask, accumulation, scan, evaluation sums."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from gptjax.model import GPT
+from gptjax.model.config import GPTConfig
+from gptjax.training import step as ts
+
+CFG = GPTConfig(vocab_size=300, block_size=16, n_layer=2, n_head=2, n_embd=32, bias=True)
+OPT = dict(
+    lr=1e-3, min_lr=1e-4, warmup_steps=3, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0
+)
+
+
+def _state(cfg=CFG, grad_accum=1, total_steps=20, **opt):
+    tx, schedule = ts.make_optimizer(**{**OPT, **opt}, total_steps=total_steps)
+    init = lambda: ts.create_train_state(  # noqa: E731
+        GPT(cfg), tx, seed=0, block_size=cfg.block_size, grad_accum=grad_accum
+    )
+    return jax.jit(init)(), schedule
+
+
+def _batch(b, t=16, seed=0, v=300):
+    x = np.random.default_rng(seed).integers(0, v, size=(b, t + 1), dtype=np.int32)
+    return {"inputs": jnp.asarray(x[:, :-1]), "targets": jnp.asarray(x[:, 1:])}
+
+
+def test_learning_rate_matches_closed_form():
+    kw = dict(lr=1.0, min_lr=0.1, warmup_steps=10, total_steps=110)
+    for step in (0, 4, 9):
+        assert float(ts.learning_rate(step, **kw)) == pytest.approx((step + 1) / 11)
+    for step in (10, 35, 60, 85, 110):
+        want = 0.1 + 0.5 * (1 + math.cos(math.pi * (step - 10) / 100)) * 0.9
+        assert float(ts.learning_rate(step, **kw)) == pytest.approx(want, rel=1e-6)
+    assert float(ts.learning_rate(500, **kw)) == pytest.approx(0.1)
+
+
+def test_decay_mask_selects_matrices_of_the_real_model():
+    state, _ = _state()
+    mask = ts.decay_mask(state.params)
+    flat = {jax.tree_util.keystr(p): m for p, m in jax.tree_util.tree_leaves_with_path(mask)}
+    shapes = {
+        jax.tree_util.keystr(p): x.shape
+        for p, x in jax.tree_util.tree_leaves_with_path(state.params)
+    }
+    decayed = {k for k, m in flat.items() if m}
+    matrices = {k for k, s in shapes.items() if len(s) >= 2 and "bias" not in k}
+    assert decayed == matrices
+    # the model has 2-D biases (per head): the rule is about matrices, not only about ndim
+    assert any("bias" in k and len(s) == 2 for k, s in shapes.items())
+    assert any("bias" in k for k in flat) and not any("bias" in k for k in decayed)
+    assert any("scale" in k for k in flat) and not any("scale" in k for k in decayed)
+    assert any("kernel" in k for k in decayed) and any("embedding" in k for k in decayed)
+
+
+def test_weight_decay_applies_to_matrices_only():
+    # With zero gradients, Adam's update is 0 and only decoupled decay moves parameters:
+    # p <- p * (1 - lr * wd) for decayed ones, unchanged for the others.
+    tx, _ = ts.make_optimizer(**{**OPT, "warmup_steps": 0, "grad_clip": 0.0}, total_steps=10)
+    params = {"w": jnp.ones((3, 4)), "b": jnp.ones((4,)), "scale": jnp.ones((4,))}
+    opt_state = tx.init(params)
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = tx.update(zeros, opt_state, params)
+    new = jax.tree.map(lambda p, u: p + u, params, updates)
+    np.testing.assert_allclose(new["w"], 1 - 1e-3 * 0.1, rtol=1e-6)
+    np.testing.assert_array_equal(new["b"], params["b"])
+    np.testing.assert_array_equal(new["scale"], params["scale"])
+
+
+@pytest.mark.parametrize("scale", [0.1, 30.0])
+def test_clip_by_global_norm_matches_optax(scale):
+    # Below the threshold (scale 0.1: norm ~0.6) the gradients pass unchanged, bit for bit; above
+    # it (norm ~180) they are scaled to norm 1, as optax's dividing version does, up to rounding.
+    rng = np.random.default_rng(0)
+    grads = {
+        "w": jnp.asarray(scale * rng.normal(size=(5, 7)), jnp.float32),
+        "b": {"x": jnp.asarray(scale * rng.normal(size=(7,)), jnp.float32)},
+    }
+    ours, _ = ts.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+    theirs, _ = optax.clip_by_global_norm(1.0).update(grads, optax.EmptyState())
+    assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+        if scale < 1:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+    norm = float(optax.tree.norm(ours))
+    assert norm == pytest.approx(min(float(optax.tree.norm(grads)), 1.0), rel=1e-6)
+    assert (norm < 1.0) == (scale < 1)
+
+
+def test_init_compiler_options_leave_the_state_bit_identical():
+    # train.py compiles create_train_state with these options to save compile time.
+    tx, _ = ts.make_optimizer(**OPT, total_steps=20)
+    init = lambda: ts.create_train_state(GPT(CFG), tx, seed=0, block_size=CFG.block_size)  # noqa: E731
+    default = jax.jit(init)()
+    cheap = jax.jit(init, compiler_options=ts.INIT_COMPILER_OPTIONS)()
+    leaves = jax.tree.leaves(default)
+    assert len(leaves) > 10
+    for a, b in zip(leaves, jax.tree.leaves(cheap), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_step_compiler_options_change_only_the_rounding():
+    # train.py compiles the training step with these options on CPU: three steps with and without
+    # them give the same losses and parameters up to float rounding.
+    state, _ = _state()
+    batches = jax.tree.map(lambda *xs: jnp.stack(xs), *[_batch(4, seed=s) for s in range(3)])
+    options = ts.cpu_compiler_options(ts.STEP_COMPILER_OPTIONS)
+    default, m_default = jax.jit(ts.train_steps)(state, batches)
+    tuned, m_tuned = jax.jit(ts.train_steps, compiler_options=options)(state, batches)
+    np.testing.assert_allclose(m_tuned["loss"], m_default["loss"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(tuned.params), jax.tree.leaves(default.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert float(m_default["loss"][-1]) < float(m_default["loss"][0])  # the steps did train
+
+
+def test_initial_loss_is_about_log_vocab():
+    state, _ = _state()
+    _, metrics = ts.train_step(state, _batch(8))
+    assert float(metrics["loss"]) == pytest.approx(math.log(300), abs=0.15)
+
+
+def test_gradient_accumulation_equals_one_large_batch():
+    # Plain SGD with rate 1 makes the update equal to minus the gradient, so the comparison is of
+    # gradients (Adam's first step would amplify rounding noise on near-zero gradients to +-lr).
+    batch = _batch(8)
+    states = {
+        a: jax.jit(
+            lambda a=a: ts.create_train_state(
+                GPT(CFG), optax.sgd(1.0), seed=0, block_size=16, grad_accum=a
+            )
+        )()
+        for a in (1, 4)
+    }
+    start = jax.tree.leaves(states[1].params)
+    new1, m1 = jax.jit(ts.train_step)(states[1], batch)
+    new4, m4 = jax.jit(ts.train_step)(states[4], batch)
+    assert float(m1["loss"]) == pytest.approx(float(m4["loss"]), rel=1e-6)
+    assert float(m1["grad_norm"]) == pytest.approx(float(m4["grad_norm"]), rel=1e-5)
+    leaves1, leaves4 = jax.tree.leaves(new1.params), jax.tree.leaves(new4.params)
+    for p0, a, b in zip(start, leaves1, leaves4, strict=True):
+        np.testing.assert_allclose(p0 - a, p0 - b, rtol=1e-4, atol=1e-7)
+    assert float(m1["grad_norm"]) > 0.1  # the gradients compared are not all tiny
+
+
+def test_scan_of_steps_equals_steps_one_by_one_and_unjitted():
+    batches = [_batch(4, seed=s) for s in range(3)]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *batches)
+    cfg = GPTConfig(**{**CFG.__dict__, "dropout": 0.1})  # exercise the per-step dropout keys
+    scanned, _ = _state(cfg)
+    scanned, m_scan = jax.jit(ts.train_steps)(scanned, stacked)
+    single, _ = _state(cfg)
+    losses = []
+    for b in batches:
+        single, m = ts.train_step(single, b)  # not jitted
+        losses.append(float(m["loss"]))
+    np.testing.assert_allclose(m_scan["loss"], losses, rtol=1e-5)
+    assert int(scanned.step) == int(single.step) == 3
+    for a, b in zip(jax.tree.leaves(scanned.params), jax.tree.leaves(single.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_dropout_key_depends_on_step_only():
+    cfg = GPTConfig(**{**CFG.__dict__, "dropout": 0.5})
+    state, _ = _state(cfg)
+    batch = _batch(4)
+    _, m_a = ts.train_step(state, batch)
+    _, m_b = ts.train_step(state, batch)
+    later = state.replace(step=state.step + 1)
+    _, m_c = ts.train_step(later, batch)
+    assert float(m_a["loss"]) == float(m_b["loss"])  # same step, same key
+    assert float(m_a["loss"]) != float(m_c["loss"])  # another step, another mask
+
+
+def test_eval_sums_match_a_direct_recomputation():
+    state, _ = _state()
+    batches = jax.tree.map(lambda *xs: jnp.stack(xs), *[_batch(3, seed=s) for s in range(2)])
+    special = 259
+    batches["targets"] = batches["targets"].at[0, 0, :4].set(special)
+    byte_lengths = np.random.default_rng(1).integers(1, 4, size=300).astype(np.int32)
+    byte_lengths[256:260] = 0
+    sums = ts.eval_sums(state.params, batches, jnp.asarray(byte_lengths), apply_fn=state.apply_fn)
+    logits = state.apply_fn({"params": state.params}, batches["inputs"].reshape(6, 16))
+    logp = jax.nn.log_softmax(np.asarray(logits, np.float64), axis=-1)
+    targets = np.asarray(batches["targets"]).reshape(6, 16)
+    nats = -np.take_along_axis(np.asarray(logp), targets[..., None], -1)[..., 0]
+    text = byte_lengths[targets] > 0
+    assert float(sums["tokens"]) == 96
+    assert float(sums["nats"]) == pytest.approx(nats.sum(), rel=1e-5)
+    assert float(sums["text_nats"]) == pytest.approx(nats[text].sum(), rel=1e-5)
+    assert float(sums["text_bytes"]) == byte_lengths[targets].sum()
