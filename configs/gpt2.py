@@ -33,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
         tie_embeddings=True,
         dtype="bfloat16",
         param_dtype="float32",
-        attention="dot_product",
+        kernels="fast",
     )
     c.opt = dict(
         lr=6e-4,

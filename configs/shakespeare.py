@@ -31,7 +31,7 @@ def get_config() -> ml_collections.ConfigDict:
         tie_embeddings=True,
         dtype="float32",
         param_dtype="float32",
-        attention="dot_product",
+        kernels="fast",
     )
     c.opt = dict(
         lr=1e-3,

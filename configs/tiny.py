@@ -32,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
         tie_embeddings=True,
         dtype="float32",
         param_dtype="float32",
-        attention="reference",
+        kernels="plain",
     )
     c.opt = dict(
         lr=2e-3,

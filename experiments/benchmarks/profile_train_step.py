@@ -41,15 +41,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from gptjax.model import GPT  # noqa: E402
+from gptjax.model import GPT, kernels  # noqa: E402
 from gptjax.runs.experiment import config_from_file  # noqa: E402
 from gptjax.training.run_config import check_config  # noqa: E402
-from gptjax.training.step import (  # noqa: E402
-    STEP_COMPILER_OPTIONS,
-    create_train_state,
-    make_optimizer,
-    train_steps,
-)
+from gptjax.training.step import create_train_state, make_optimizer, train_steps  # noqa: E402
 
 ATTENTION_EINSUMS = ("BTNH,BSNH->BNTS", "BNTS,BSNH->BTNH")
 
@@ -96,7 +91,9 @@ def main() -> None:
     model_config = check_config(config)
     k, b, t = config.train.steps_per_call, config.train.batch_size, model_config.block_size
 
-    tx, _ = make_optimizer(**config.opt, total_steps=config.train.steps)
+    tx, _ = make_optimizer(
+        **config.opt, total_steps=config.train.steps, kernels=model_config.kernels
+    )
     init = functools.partial(
         create_train_state, GPT(model_config), tx, seed=config.seed, block_size=t,
         grad_accum=config.train.grad_accum,
@@ -107,10 +104,11 @@ def main() -> None:
         name: jnp.asarray(rng.integers(0, model_config.vocab_size, (k, b, t)), jnp.int32)
         for name in ("inputs", "targets")
     }
+    options = kernels.compiler_options("step", model_config.kernels) or {}
     step_fn = (
         jax.jit(train_steps, donate_argnums=0)
         .lower(state, batches)
-        .compile({**STEP_COMPILER_OPTIONS, "xla_cpu_enable_xprof_traceme": True})
+        .compile({**options, "xla_cpu_enable_xprof_traceme": True})
     )
     sources = op_sources(step_fn.as_text())
 

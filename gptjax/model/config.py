@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
-ATTENTIONS = ("reference", "dot_product")
+KERNELS = ("plain", "fast")
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -60,8 +60,9 @@ class GPTConfig:
       tie_embeddings: share the token embedding with the output projection (GPT-2: True).
       dtype: compute dtype of activations and matmuls; softmax, logits and loss stay float32.
       param_dtype: storage dtype of parameters (float32 for training; see docs/model.md).
-      attention: "reference" (readable einsum, part 4) or "dot_product"
-        (``jax.nn.dot_product_attention``).
+      kernels: "plain" (the tutorial's code: ``nn.DenseGeneral``, ``jax.nn.gelu``, attention as
+        scores, mask, softmax, weighted sum) or "fast" (the equivalent kernels of
+        ``gptjax.model.kernels``: faster, but without forward-mode autodiff).
     """
 
     vocab_size: int
@@ -77,7 +78,7 @@ class GPTConfig:
     tie_embeddings: bool = True
     dtype: str = "float32"
     param_dtype: str = "float32"
-    attention: str = "reference"
+    kernels: str = "plain"
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -106,7 +107,7 @@ class GPTConfig:
                 )
         _check_choice("pos_encoding", self.pos_encoding, POS_ENCODINGS)
         _check_choice("norm", self.norm, NORMS)
-        _check_choice("attention", self.attention, ATTENTIONS)
+        _check_choice("kernels", self.kernels, KERNELS)
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("param_dtype", self.param_dtype, DTYPES)
         if self.pos_encoding == "rope" and self.head_size % 2:

@@ -1,49 +1,41 @@
 """Multi-head causal self-attention (tutorial part 5).
 
 N heads attend in parallel, each in its own subspace of size H = D / N: every head has its own
-projections of the input to q, k and v, runs the attention of ``gptjax.attention``, and the N
-outputs are concatenated and projected back to width D. Heads are an axis of the tensors
-(``q_BTNH``), never a Python loop.
+projections of the input to q, k and v, runs the attention of ``gptjax.model.attention``, and the
+N outputs are concatenated and projected back to width D. Heads are an axis of the tensors
+(``q_BTNH``), never a Python loop::
+
+    q_BTNH, k_BTNH, v_BTNH = x_BTD @ W_q, x_BTD @ W_k, x_BTD @ W_v      (each W: D x N x H)
+    out_BTNH = attention(q, k, v, mask)                                 (per head)
+    y_BTD    = out_BTNH @ W_proj                                        (W_proj: N x H x D)
 
 Choices:
 
-* q, k and v come from three maps D -> (N, H), kernels ``(D, N, H)`` with logical axes
+* q, k and v come from three dense maps D -> (N, H), kernels ``(D, N, H)`` with logical axes
   ``(embed, heads, head_dim)``, so the heads axis can be sharded; the output map (N, H) -> D has
-  the residual initialisation normal(0.02 / sqrt(2 L)) of GPT-2. All four are
-  ``feedforward.Linear`` (``nn.DenseGeneral``'s parameters, a backward pass that XLA's CPU
-  backend runs without transposing the cotangents). One fused (D, 3, N, H) projection was
-  measured too and did not pay on CPU (shakespeare_char: 31.6 CPU-ms per step, against 31.2 with
-  three), so the parameters keep GPT-2's three separate q, k, v names.
+  the residual initialisation normal(0.02 / sqrt(2 L)) of GPT-2. Three separate maps keep GPT-2's
+  three q, k, v parameter names.
 * RoPE, when on, rotates q and k after projection (tables built once per forward pass, passed in).
 * With a KV cache, the new keys and values are written at slots ``index .. index+T-1`` of the
   fixed-size (block_size) cache with ``lax.dynamic_update_slice``, and the queries attend over the
   cache under the mask ``slot <= position`` (which also hides slots not written yet). Shapes never
-  change from one token to the next, so one compiled step serves the whole generation. The
-  reference implementation reads the cache in chunks of ``DECODE_CHUNK`` slots with an online
-  softmax, for only as many chunks as the current length needs (a traced trip count), so a step
-  costs O(current length) in attention and O(1) in the projections and MLP. A cache of at most
-  one chunk is read whole, without the loop, whose overhead would then buy nothing (measured on a
-  busy 2-core CPU, block_size 64: ~0.9 ms per decode step with the loop, ~0.3 ms without). With
-  ``attention="dot_product"`` the cached call attends over all block_size slots under the mask
-  (``jax.nn.dot_product_attention`` has no notion of a partly filled cache): O(block_size).
-* Dropout on the attention weights exists only in the reference path:
-  ``jax.nn.dot_product_attention`` has no dropout. So with ``attention="dot_product"``, a
-  training call (``deterministic=False``) with ``dropout > 0`` uses the reference path,
-  keeping the two settings the same model; set ``dropout=0`` to train through the fused kernel.
+  change from one token to the next, so one compiled step serves the whole generation.
+* Dropout applies to the attention weights and to the output.
+* Under ``GPTConfig.kernels = "fast"``, ``gptjax.model.kernels`` computes the same attention
+  faster where it can: over a KV cache longer than ``kernels.DECODE_CHUNK`` it reads only the
+  slots written so far (O(current length) per step instead of O(block_size)); without a cache, on
+  a GPU in 16-bit floats, it calls cuDNN's fused kernel. Neither has dropout, so a training call
+  with ``dropout > 0`` keeps the plain attention.
 """
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from gptjax.model import attention
+from gptjax.model import attention, kernels
 from gptjax.model.config import GPTConfig
-from gptjax.model.feedforward import Linear, residual_std
+from gptjax.model.feedforward import dense, residual_std
 from gptjax.model.positional import apply_rope
-
-# Key slots per iteration of the cached (decoding) attention; see attention.chunked_attention.
-# Caches of at most this many slots are read whole.
-DECODE_CHUNK = 128
 
 
 class MultiHeadAttention(nn.Module):
@@ -79,21 +71,11 @@ class MultiHeadAttention(nn.Module):
           (y_BTD, new kv_BSNH or None).
         """
         cfg = self.config
-        n, h = cfg.n_head, cfg.head_size
-        dtype, param_dtype = cfg.jnp_dtype, cfg.jnp_param_dtype
-
-        def project(name: str) -> jax.Array:
-            return Linear(
-                (n, h),
-                ("embed", "heads", "head_dim"),
-                ("heads", "head_dim"),
-                use_bias=cfg.bias,
-                dtype=dtype,
-                param_dtype=param_dtype,
-                name=name,
-            )(x_BTD)
-
-        q_BTNH, k_BTNH, v_BTNH = project("query"), project("key"), project("value")
+        heads = (cfg.n_head, cfg.head_size)
+        axes = ("embed", "heads", "head_dim")
+        q_BTNH = dense(cfg, heads, axes, name="query")(x_BTD)
+        k_BTNH = dense(cfg, heads, axes, name="key")(x_BTD)
+        v_BTNH = dense(cfg, heads, axes, name="value")(x_BTD)
         if rope_TH is not None:
             q_BTNH = apply_rope(q_BTNH, *rope_TH)
             k_BTNH = apply_rope(k_BTNH, *rope_TH)
@@ -106,34 +88,24 @@ class MultiHeadAttention(nn.Module):
             k_BSNH = jax.lax.dynamic_update_slice(k_cache, k_BTNH.astype(k_cache.dtype), start)
             v_BSNH = jax.lax.dynamic_update_slice(v_cache, v_BTNH.astype(v_cache.dtype), start)
             new_kv = (k_BSNH, v_BSNH)
-            k_BSNH, v_BSNH = k_BSNH.astype(dtype), v_BSNH.astype(dtype)
+            k_BSNH, v_BSNH = k_BSNH.astype(cfg.jnp_dtype), v_BSNH.astype(cfg.jnp_dtype)
 
-        attn_dropout = cfg.dropout > 0 and not deterministic
-        chunked = kv_BSNH is not None and cfg.block_size > DECODE_CHUNK
-        if chunked and cfg.attention == "reference" and not attn_dropout:
+        fast = cfg.kernels == "fast" and (deterministic or cfg.dropout == 0)
+        if fast and kv_BSNH is not None and cfg.block_size > kernels.DECODE_CHUNK:
             positions_T = index + jnp.arange(x_BTD.shape[1], dtype=jnp.int32)
-            out_BTNH = attention.chunked_attention(
-                q_BTNH, k_BSNH, v_BSNH, positions_T, DECODE_CHUNK
+            out_BTNH = kernels.chunked_attention(
+                q_BTNH, k_BSNH, v_BSNH, positions_T, kernels.DECODE_CHUNK
             )
-        elif cfg.attention == "dot_product" and not attn_dropout:
-            # Without a cache the mask is the plain causal triangle: let the kernel build it.
-            mask = None if kv_BSNH is None else mask_TS
-            out_BTNH = attention.dot_product_attention(q_BTNH, k_BSNH, v_BSNH, mask)
+        elif fast and kv_BSNH is None and kernels.cudnn_applies(q_BTNH):
+            out_BTNH = kernels.cudnn_causal_attention(q_BTNH, k_BSNH, v_BSNH)
         else:
             probs_BNTS = attention.attention_probs(q_BTNH, k_BSNH, mask_TS)
             probs_BNTS = nn.Dropout(cfg.dropout)(probs_BNTS, deterministic=deterministic)
             out_BTNH = attention.weighted_values(probs_BNTS, v_BSNH)
 
-        y_BTD = Linear(
-            cfg.n_embd,
-            ("heads", "head_dim", "embed"),
-            ("embed",),
-            in_dims=2,
-            std=residual_std(cfg),
-            use_bias=cfg.bias,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            name="proj",
-        )(out_BTNH)
+        y_BTD = dense(
+            cfg, cfg.n_embd, ("heads", "head_dim", "embed"), axis=(-2, -1),
+            std=residual_std(cfg), name="proj",
+        )(out_BTNH)  # fmt: skip
         y_BTD = nn.Dropout(cfg.dropout)(y_BTD, deterministic=deterministic)
-        return y_BTD.astype(dtype), new_kv
+        return y_BTD.astype(cfg.jnp_dtype), new_kv

@@ -27,22 +27,14 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from gptjax.model import GPT
+from gptjax.model import GPT, kernels
 from gptjax.model.config import GPTConfig
 from gptjax.runs import checkpoint
 from gptjax.training import data, sharding
 from gptjax.training.metrics import MetricsWriter, eval_summary, measure_matmul_flops, mfu
 from gptjax.training.prepare import PreparedData, prepare_data
 from gptjax.training.run_config import check_config, check_resume_config, run_info, write_json
-from gptjax.training.step import (
-    INIT_COMPILER_OPTIONS,
-    STEP_COMPILER_OPTIONS,
-    cpu_compiler_options,
-    create_train_state,
-    eval_sums,
-    make_optimizer,
-    train_steps,
-)
+from gptjax.training.step import create_train_state, eval_sums, make_optimizer, train_steps
 
 SAMPLES_FILE = "samples.txt"
 RUN_INFO_FILE = "run_info.json"
@@ -156,7 +148,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     prepared = prepare_data(config, model_config, workdir)
 
     train, steps = config.train, config.train.steps
-    tx, schedule = make_optimizer(**config.opt, total_steps=steps)
+    tx, schedule = make_optimizer(**config.opt, total_steps=steps, kernels=model_config.kernels)
     model = GPT(model_config)
     init = functools.partial(
         create_train_state, model, tx, seed=config.seed,
@@ -171,7 +163,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     state_sharding = sharding.train_state_shardings(abstract_state, boxed_params, tx, mesh)
     manager = checkpoint.make_manager(workdir, keep=train.keep_checkpoints)
     if resume_step is None:
-        options = cpu_compiler_options(INIT_COMPILER_OPTIONS)
+        options = kernels.compiler_options("init", model_config.kernels)
         state = jax.jit(init, out_shardings=state_sharding, compiler_options=options)()
         meta = {"wall_time": 0.0}
     else:
@@ -210,7 +202,7 @@ def _loop(
     lr_by_step = np.asarray(jax.jit(schedule)(np.arange(steps)))
     mesh = jax.tree.leaves(state_sharding)[0].mesh
     # The state keeps its layout from call to call; batches arrive already split (make_batches).
-    options = cpu_compiler_options(STEP_COMPILER_OPTIONS)
+    options = kernels.compiler_options("step", model_config.kernels)
     multi_step = jax.jit(
         train_steps,
         donate_argnums=0,

@@ -4,7 +4,7 @@ Everything here is a pure function of its inputs; the loop (`gptjax.train`) jits
 once, with the state donated so parameters and optimizer moments are updated in place.
 
 * Loss: mean cross-entropy of the next token, in float32 whatever the compute dtype.
-* Optimizer: global-norm clipping (`clip_by_global_norm`), then AdamW. Weight decay applies to
+* Optimizer: global-norm clipping, then AdamW. Weight decay applies to
   parameters with two or more dimensions (dense kernels, embedding tables) and never to biases or
   norm scales, even the per-head attention biases of shape (N, H): decaying a bias or a scale
   towards zero does not regularise anything, it only fights the normalisation.
@@ -27,6 +27,8 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+
+from gptjax.model import kernels as model_kernels
 
 
 @flax.struct.dataclass
@@ -79,27 +81,6 @@ def decay_mask(params: Any) -> Any:
     return jax.tree_util.tree_map_with_path(decayed, params)
 
 
-def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
-    """Scales the gradients by ``min(1, max_norm / global norm)``: optax's rule, as a multiply.
-
-    `optax.clip_by_global_norm` divides every element by the norm. XLA:CPU does not copy a
-    division into each of its consumers, so each parameter's clipped gradient became one more
-    pass over memory of its own before AdamW's moment updates read it. One scalar factor,
-    computed once, fuses into those updates instead: 34 fewer operations and 0.45 ms (2.7%) less
-    per shakespeare_char step on a 2-core CPU. The result equals optax's when the norm is below
-    ``max_norm`` and agrees to float rounding above it (tested); the state is optax's (empty),
-    so checkpoints are interchangeable.
-    """
-
-    def update(updates, state, params=None):
-        del params
-        norm = optax.tree.norm(updates)
-        factor = jnp.where(norm < max_norm, 1.0, max_norm / norm)
-        return jax.tree.map(lambda g: g * factor.astype(g.dtype), updates), state
-
-    return optax.GradientTransformation(optax.init_empty_state, update)
-
-
 def make_optimizer(
     *,
     lr: float,
@@ -110,8 +91,12 @@ def make_optimizer(
     beta1: float,
     beta2: float,
     grad_clip: float,
+    kernels: str = "plain",
 ) -> tuple[optax.GradientTransformation, Callable[[jax.Array], jax.Array]]:
     """Clipping + AdamW with masked decay and the warm-up/cosine schedule.
+
+    ``kernels="fast"`` clips with `gptjax.model.kernels.clip_by_global_norm` (the same update, one
+    multiply instead of a division per element); ``"plain"`` with optax's.
 
     Returns:
       (tx, schedule): the optax transformation and the learning rate as a function of the step.
@@ -122,35 +107,12 @@ def make_optimizer(
             step, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, total_steps=total_steps
         )
 
-    parts = [clip_by_global_norm(grad_clip)] if grad_clip > 0 else []
+    clip = model_kernels.clip_by_global_norm if kernels == "fast" else optax.clip_by_global_norm
+    parts = [clip(grad_clip)] if grad_clip > 0 else []
     parts.append(
         optax.adamw(schedule, b1=beta1, b2=beta2, weight_decay=weight_decay, mask=decay_mask)
     )
     return optax.chain(*parts), schedule
-
-
-# Options for compiling `create_train_state`. Initialisation runs once, so the speed of its code
-# does not matter, but its compile time is part of every run, and on XLA:CPU most of it is LLVM
-# optimising the random-number code of each parameter's initialiser. LLVM's optimisation level 1
-# instead of the default 2 makes that compile about 20% faster (shakespeare_char, 2-core CPU:
-# 1.32-1.52 s -> 1.09-1.20 s) and gives bit-identical parameters (tested); level 0 is faster
-# still but changes them.
-INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
-
-
-# Options for compiling the training and evaluation steps. XLA:CPU vectorises its own loops
-# (elementwise operations, reductions) 256 bits wide by default, also on CPUs whose AVX-512
-# registers hold 512. At 512 the shakespeare_char step is 1.8% faster on the 2-core AVX-512 CPU
-# (median 16.3 -> 16.05 ms, interleaved in one process), and about 2% faster too with XLA's code
-# held to AVX2 (``xla_cpu_max_isa=AVX2``), where each 512-bit vector becomes two 256-bit ones.
-# Only the order in which vectorised sums add up changes: the validation loss at step 2000 is
-# the same (1.8833), and a test compares a few steps with and without.
-STEP_COMPILER_OPTIONS = {"xla_cpu_prefer_vector_width": 512}
-
-
-def cpu_compiler_options(options: dict[str, Any]) -> dict[str, Any] | None:
-    """``options`` on the CPU backend, where they were measured; None elsewhere."""
-    return options if jax.default_backend() == "cpu" else None
 
 
 def create_train_state(

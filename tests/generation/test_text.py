@@ -75,7 +75,7 @@ def cached_greedy(cfg, params, prompt, max_new_tokens):
 
 @pytest.mark.parametrize("pos_encoding", ["learned", "rope"])
 def test_kv_cache_greedy_equals_full_recomputation(pos_encoding):
-    cfg, params = make_model(64, pos_encoding=pos_encoding, attention="dot_product")
+    cfg, params = make_model(64, pos_encoding=pos_encoding, kernels="fast")
     prompt = [5, 17, 3, 60, 2]
     assert cached_greedy(cfg, params, prompt, 40) == reference_greedy(cfg, params, prompt, 40)
 

@@ -87,7 +87,7 @@ def test_flops_per_token_agrees_with_xla_cost_analysis():
         (dict(n_embd=33, n_head=3, pos_encoding="sinusoidal"), "n_embd must be even"),
         (dict(pos_encoding="alibi"), "pos_encoding must be one of"),
         (dict(norm="batchnorm"), "norm must be one of"),
-        (dict(attention="flash"), "attention must be one of"),
+        (dict(kernels="flash"), "kernels must be one of"),
         (dict(dtype="float8"), "dtype must be one of"),
         (dict(param_dtype="int8"), "param_dtype must be one of"),
         (dict(n_layer=0), "n_layer must be >= 1"),

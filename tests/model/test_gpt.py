@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax.extend import core as jax_core
 
-from gptjax.model import GPT, check_tokens, feedforward, init_cache, multihead
+from gptjax.model import GPT, check_tokens, init_cache
 from gptjax.model.config import GPTConfig
 
 V, BLOCK = 64, 16
@@ -53,12 +53,9 @@ def test_causality_by_gradient(pos):
         assert (per_slot[t + 1 :] == 0).all() and (per_slot[: t + 1] > 0).all()
 
 
-@pytest.mark.parametrize("attention", ["reference", "dot_product"])
 @pytest.mark.parametrize("pos", POS)
-def test_kv_cache_decoding_matches_full_forward(pos, attention, monkeypatch):
-    # Chunks of 5 slots over a 16-slot cache: several chunks, the last one overhanging.
-    monkeypatch.setattr(multihead, "DECODE_CHUNK", 5)
-    config = tiny(pos_encoding=pos, attention=attention)
+def test_kv_cache_decoding_matches_full_forward(pos):
+    config = tiny(pos_encoding=pos)
     model, variables, tokens = build(config)
     full = model.apply(variables, tokens)
 
@@ -103,14 +100,6 @@ def test_decode_step_traces_once():
     assert forward_traces == [(2, BLOCK), (2, 4)]
 
 
-def test_attention_implementations_agree_on_the_model():
-    model, variables, tokens = build(tiny())
-    other = GPT(tiny(attention="dot_product"))
-    np.testing.assert_allclose(
-        other.apply(variables, tokens), model.apply(variables, tokens), rtol=1e-5, atol=1e-5
-    )
-
-
 def test_boxed_and_unboxed_variables_give_the_same_logits():
     model, variables, tokens = build(tiny())
     assert isinstance(variables["params"]["wte"]["embedding"], nn.LogicallyPartitioned)
@@ -125,54 +114,6 @@ def test_boxed_and_unboxed_variables_give_the_same_logits():
     assert tuple(specs["blocks_1"]["mlp"]["fc"]["kernel"]) == ("embed", "mlp")
     assert tuple(specs["blocks_1"]["mlp"]["fc"]["bias"]) == ("mlp",)
     assert tuple(specs["ln_f"]["scale"]) == ("embed",)
-
-
-@pytest.mark.parametrize(
-    "features, in_dims, use_bias, dtype",
-    [(24, 1, True, "float32"), ((4, 8), 1, False, "float32"), (24, 2, True, "float32"),
-     (24, 1, True, "bfloat16")],
-)  # fmt: skip
-def test_linear_is_dense_general_with_the_same_gradients(features, in_dims, use_bias, dtype):
-    # Linear writes out its backward pass (the kernel gradient as x^T g): same parameters, same
-    # initial values, same outputs and gradients as nn.DenseGeneral.
-    x = jax.random.normal(jax.random.key(0), (2, 5, 4, 8) if in_dims == 2 else (2, 5, 32))
-    axes = tuple(range(-in_dims, 0))
-    names = ("a", "b", "c", "d")[: in_dims + np.ndim(features)]
-    ours = feedforward.Linear(features, names, names[in_dims:], in_dims=in_dims,
-                              use_bias=use_bias, dtype=jnp.dtype(dtype))  # fmt: skip
-    theirs = nn.DenseGeneral(features, axis=axes, use_bias=use_bias, dtype=jnp.dtype(dtype),
-                             kernel_init=nn.initializers.normal(0.02))  # fmt: skip
-    variables = nn.unbox(ours.init(jax.random.key(1), x))
-    reference = theirs.init(jax.random.key(1), x)
-    jax.tree.map(np.testing.assert_array_equal, variables, reference)
-    shape = (features,) if isinstance(features, int) else features
-    bias = {"bias": jax.random.normal(jax.random.key(2), shape)} if use_bias else {}
-    params = {"params": {**variables["params"], **bias}}
-
-    def loss(module, params, x):
-        return jnp.sum(jnp.sin(module.apply(params, x).astype(jnp.float32)))
-
-    tol = dict(rtol=2e-2, atol=2e-2) if dtype == "bfloat16" else dict(rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), **tol)
-    got = jax.grad(functools.partial(loss, ours), argnums=(0, 1))(params, x)
-    want = jax.grad(functools.partial(loss, theirs), argnums=(0, 1))(params, x)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **tol), got, want)
-
-
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_gelu_is_jax_gelu_with_the_same_gradient(dtype):
-    # feedforward.gelu writes out its derivative: same values as jax.nn.gelu (tanh form), and the
-    # same gradient as JAX's own rule, over the range where the slope goes from 0 to 1 and beyond.
-    x = jnp.linspace(-8.0, 8.0, 4001).astype(dtype)
-    want_fn = functools.partial(jax.nn.gelu, approximate=True)
-    np.testing.assert_array_equal(feedforward.gelu(x), want_fn(x))
-    got = jax.vmap(jax.grad(feedforward.gelu))(x)
-    want = jax.vmap(jax.grad(want_fn))(x)
-    assert got.dtype == want.dtype == jnp.dtype(dtype)
-    # float32: 3e-6 apart at most, where the slope crosses 0 and its terms cancel
-    tol = dict(rtol=2e-2, atol=2e-2) if dtype == "bfloat16" else dict(rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(got.astype(np.float32), want.astype(np.float32), **tol)
-    assert float(want.astype(np.float32).min()) < -0.1  # the slope dips below 0 near x = -0.75
 
 
 def test_gpt2_initialisation():
@@ -231,9 +172,9 @@ def _eqns(jaxpr, name):
             yield from _eqns(sub, name)
 
 
-@pytest.mark.parametrize("attention", ["reference", "dot_product"])
-def test_dropout_only_in_training(attention):
-    config = tiny(dropout=0.2, attention=attention)
+@pytest.mark.parametrize("kernels", ["plain", "fast"])
+def test_dropout_only_in_training(kernels):
+    config = tiny(dropout=0.2, kernels=kernels)
     model, variables, tokens = build(config)
     eval1 = model.apply(variables, tokens)
     np.testing.assert_array_equal(eval1, model.apply(variables, tokens, deterministic=True))
@@ -242,13 +183,13 @@ def test_dropout_only_in_training(attention):
     np.testing.assert_array_equal(a, train(rngs={"dropout": jax.random.key(1)}))
     assert not np.allclose(a, train(rngs={"dropout": jax.random.key(2)}))
     assert not np.allclose(a, eval1)
-    # dot_product has no attention dropout of its own: training falls back to the reference path,
+    # The fast attention kernels have no dropout: training with dropout keeps the plain attention,
     # so both settings are the same model, dropout masks included.
     reference = GPT(tiny(dropout=0.2)).apply(
         variables, tokens, deterministic=False, rngs={"dropout": jax.random.key(1)}
     )
     np.testing.assert_array_equal(a, reference)
-    no_dropout = GPT(tiny(attention=attention))
+    no_dropout = GPT(tiny(kernels=kernels))
     np.testing.assert_array_equal(
         no_dropout.apply(
             variables, tokens, deterministic=False, rngs={"dropout": jax.random.key(1)}
