@@ -2,15 +2,26 @@
 
 The package follows the tutorial part by part:
 
-  1. tokenization            gptjax.tokenizer   (byte-level BPE, tiktoken parity)
-  2. embeddings              gptjax.embeddings
-  3-4. attention, Q/K/V      gptjax.attention
-  5. multi-head attention    gptjax.multihead
-  6. positional encoding     gptjax.positional
-  7. feed-forward and norms  gptjax.feedforward
-  8. the full GPT            gptjax.model
-  9. training                gptjax.train, gptjax.main
-  10. text generation        gptjax.generate
+  1. tokenization            gptjax.tokenizer              (byte-level BPE, tiktoken parity)
+  2. embeddings              gptjax.model.embeddings
+  3-4. attention, Q/K/V      gptjax.model.attention
+  5. multi-head attention    gptjax.model.multihead
+  6. positional encoding     gptjax.model.positional
+  7. feed-forward and norms  gptjax.model.feedforward
+  8. the full GPT            gptjax.model.gpt, gptjax.model.config
+  9. training                gptjax.training (step, loop, ...), gptjax.main
+  10. text generation        gptjax.generation (sampling, decode, text), gptjax.generate
+  -  speed, not a part       gptjax.model.kernels          (model.kernels = "plain" | "fast")
+  -  runs                    gptjax.runs (run directory, checkpoints, comparisons, sweeps),
+                             gptjax.compare, gptjax.experiment
+
+How the stages connect (docs/design.md has the full picture and the import rule):
+
+  text -> tokenizer -> ids_BT -> model -> logits_BTV -> loss (training) | next token (generation)
+  training.loop:  data + step + model, writes a run directory (runs.rundir, runs.checkpoint)
+  generation:     model + tokenizer; gptjax.generate loads them from a run directory
+  runs.compare, runs.experiment:  read run directories (experiment trains through training.loop)
+  commands on top (main, generate, compare, experiment): command lines only; nothing imports them
 
 Dimension legend, used in every tensor name (``x_BTD``, ``q_BTNH``) and einsum string:
 

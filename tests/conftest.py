@@ -1,4 +1,8 @@
-"""Shared test fixtures.
+"""Shared test settings and fixtures.
+
+JAX runs with ``jax_numpy_rank_promotion="raise"``: an operation between arrays of different
+ranks (``x_BTNH + b_NH``) is an error rather than a silent broadcast, so every broadcast in the
+code is written out.
 
 Tests that need the real corpora ask for the ``data_file`` fixture. The corpora live outside the
 repository, in the folder named by ``GPTJAX_DATA_DIR`` (see README). Without it such tests skip with
@@ -8,7 +12,10 @@ a reason; with ``GPTJAX_REQUIRE_DATA=1`` (set by CI) a missing corpus is a failu
 import os
 from pathlib import Path
 
+import jax
 import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 def _missing(reason: str):

@@ -114,7 +114,7 @@ class DenseGeneral(nn.Module):
         y = y_MN.reshape(*lead, *features)
         if self.use_bias:
             bias = self.param("bias", self.bias_init, features, self.param_dtype)
-            y = y + bias.astype(self.dtype)
+            y = y + bias.astype(self.dtype).reshape((1,) * len(lead) + features)
         return y
 
 

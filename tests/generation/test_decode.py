@@ -34,8 +34,8 @@ def window_logits(tokens_BT, cache):
     pos_S = jnp.arange(W)
     query_T = index + jnp.arange(T)
     visible_TS = pos_S[None, :] <= query_T[:, None]
-    weighted_BTS = jnp.where(visible_TS, tokens_BS[:, None, :] * (pos_S + 1), 0)
-    next_BT = (weighted_BTS.sum(-1) + query_T + 1) % V
+    weighted_BTS = jnp.where(visible_TS[None], tokens_BS[:, None, :] * (pos_S + 1)[None, None], 0)
+    next_BT = (weighted_BTS.sum(-1) + query_T[None] + 1) % V
     cache = {
         "tokens_BS": tokens_BS,
         "index": index + T,
