@@ -4,7 +4,7 @@
                  ``--config.train.steps=100`` (unknown keys are refused)
   --workdir      the run directory, ``runs/<config file stem>`` by default; the same one resumes
 
-Everything else happens in `gptjax.train.train_and_evaluate`.
+Everything else happens in `gptjax.training.loop.train_and_evaluate`.
 """
 
 import sys

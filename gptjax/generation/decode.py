@@ -199,7 +199,7 @@ def generate_chunks(
       prompt_BP: int prompt tokens, 1 <= P <= block_size (the caller truncates longer prompts).
       block_size: the model's context length.
       max_new_tokens: tokens to sample per row, at most.
-      temperature, top_k, top_p: see ``gptjax.sampling.sample``.
+      temperature, top_k, top_p: see ``gptjax.generation.sampling.sample``.
       seed: the samples are a function of (seed, prompt, settings).
       eos_id: end-of-sequence token, None for none.
       chunk_size: steps per compiled call, None for all of them in one.

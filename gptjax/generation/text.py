@@ -1,13 +1,11 @@
-"""Text generation with a trained GPT, and ``python -m gptjax.generate`` (tutorial part 10).
-
-  python -m gptjax.generate --workdir runs/tiny --prompt "Le chat mange la" --max-new-tokens 50
+"""From a prompt to text with a trained GPT (tutorial part 10).
 
 The model predicts the next token, it is appended, and again: "Le chat" → "mange" → "la" →
-"souris". The token-level machinery lives in two pure modules: ``gptjax.sampling`` (greedy,
-temperature, top-k, top-p) and ``gptjax.decode`` (KV-cache prefill and the compiled decode loop,
-with the sliding window past ``block_size``). This module adds text: the prompt (an empty one
-starts from ``<bos>``; a too long one keeps its last window, with a warning), the decoding of new
-tokens, streaming and the command line.
+"souris". The token-level machinery lives in two pure modules: ``gptjax.generation.sampling``
+(greedy, temperature, top-k, top-p) and ``gptjax.generation.decode`` (KV-cache prefill and the
+compiled decode loop, with the sliding window past ``block_size``). This module adds text: the
+prompt (an empty one starts from ``<bos>``; a too long one keeps its last window, with a
+warning), the decoding of new tokens and streaming. The command line is ``gptjax/generate.py``.
 
 Streaming runs the compiled loop a few tokens per call and decodes on the host as tokens arrive.
 A token is a byte sequence, and a multi-byte UTF-8 character ("é", "→") may be split across two

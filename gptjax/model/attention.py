@@ -8,7 +8,7 @@ content (v). The weights ``softmax(q . k / sqrt(H))`` say how much of each v to 
     out_BTNH    = einsum('BNTS,BSNH->BTNH', probs, v)
 
 Everything here is a parameter-free pure function; the projections that make q, k and v live in
-``gptjax.multihead``. Choices:
+``gptjax.model.multihead``. Choices:
 
 * The causal mask is a function of positions, not of a triangle: query t at absolute position
   ``p_t`` sees key slot s iff ``s <= p_t``. The same rule serves the full forward pass (positions
