@@ -1,6 +1,7 @@
 """Training speed on the shakespeare_char recipe (nanoGPT's CPU recipe), with MFU.
 
   python experiments/benchmarks/bench_train.py [--steps 2000] [--steps_per_call 25] [--dtype D]
+      [--kernels plain|fast]
 
 Runs the full ``configs/shakespeare_char.py`` training (tokenizer, compile, evaluations every 250
 steps, checkpoints) into a temporary run directory and prints:
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--steps_per_call", type=int, default=None)
     parser.add_argument("--dtype", default=None, help="model compute dtype (float32, bfloat16)")
+    parser.add_argument("--kernels", default=None, help="plain or fast (the config's: fast)")
     args = parser.parse_args()
     config = config_from_file(REPO / "configs/shakespeare_char.py")
     config.train.steps = args.steps
@@ -60,6 +62,8 @@ def main() -> None:
         config.train.steps_per_call = args.steps_per_call
     if args.dtype:
         config.model.dtype = args.dtype
+    if args.kernels:
+        config.model.kernels = args.kernels
     config.sample.num_samples = 0  # time the training, not the sampling
 
     peak = measure_matmul_flops()
@@ -86,7 +90,8 @@ def main() -> None:
     tokens_per_step = config.train.batch_size * config.model.block_size
     final = [r for r in rows if "val_loss" in r][-1]
     flops = info["flops_per_token"] * steady
-    print(f"\nmodel dtype {config.model.dtype}, {config.train.steps_per_call} steps per call")
+    print(f"\nmodel dtype {config.model.dtype}, kernels {config.model.kernels}, "
+          f"{config.train.steps_per_call} steps per call")  # fmt: skip
     print(f"machine: {info['device_kind']}, JAX {info['jax_version']}, {info['devices']}")
     print(f"matmul peak (float32, 2048^3, measured now): {peak / 1e9:,.0f} GFLOP/s")
     print(f"steady state: {steady:,.0f} tokens/s, {1e3 * tokens_per_step / steady:.1f} ms/step, "
