@@ -1,18 +1,19 @@
-"""Checkpoints: an orbax `CheckpointManager` over the run directory (tutorial part 9).
+"""What a checkpoint holds: saving, restoring, loading for inference (tutorial part 9).
 
-``WORKDIR/checkpoints/<step>/`` holds two items: ``state`` (the whole `TrainState`: step,
-parameters, optimizer moments, dropout key) and ``meta`` (JSON: tokens seen, wall time), so a
-resumed run continues exactly where the saved one stopped. The tokenizer (``tokenizer.bpe``) and
-the config (``config.json``) live beside ``checkpoints/`` in the run directory.
+Each checkpoint ``WORKDIR/checkpoints/<step>/`` holds two items: ``state`` (the whole
+`TrainState`: step, parameters, optimizer moments, dropout key) and ``meta`` (JSON: the wall time
+so far), so a resumed run continues exactly where the saved one stopped. Where checkpoints live,
+which of them are complete and how many are kept is the run directory's business
+(``gptjax.runs.rundir.RunDir``: `RunDir.checkpoint_manager`, `RunDir.latest_step`); this module
+says what goes into a checkpoint and how it comes back out.
 
 Saves are asynchronous: the arrays are copied off the training buffers, then written in a
 background thread while training goes on. A save is atomic: orbax writes into a temporary folder
 and renames it to ``<step>`` only once every file is complete, so a crash or Ctrl-C during a save
-leaves a temporary folder that `latest_step` never lists (and the next run deletes), never a
-half-written checkpoint that looks finished.
+leaves a temporary folder that `RunDir.latest_step` never lists (and the next run deletes), never
+a half-written checkpoint that looks finished.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,29 +22,27 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
-from gptjax import tokenizer as tk
 from gptjax.model.config import GPTConfig
 
-CHECKPOINT_DIR = "checkpoints"
-TOKENIZER_FILE = "tokenizer.bpe"
-CONFIG_FILE = "config.json"
+# CONFIG_FILE and TOKENIZER_FILE are re-exported for code that lays out a run directory by hand.
+from gptjax.runs.rundir import CONFIG_FILE, TOKENIZER_FILE, RunDir  # noqa: F401
 
 
 def make_manager(workdir: str | Path, *, keep: int) -> ocp.CheckpointManager:
-    """A manager that keeps the ``keep`` most recent checkpoints of ``workdir``."""
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep, create=True, cleanup_tmp_directories=True
-    )
-    return ocp.CheckpointManager(
-        Path(workdir).absolute() / CHECKPOINT_DIR, options=options, item_names=("state", "meta")
-    )
+    """``RunDir(workdir).checkpoint_manager(keep)``: keeps the ``keep`` newest checkpoints."""
+    return RunDir(workdir).checkpoint_manager(keep)
+
+
+def latest_step(workdir: str | Path) -> int | None:
+    """``RunDir(workdir).latest_step()``: the newest complete checkpoint's step, or None."""
+    return RunDir(workdir).latest_step()
 
 
 def save(manager: ocp.CheckpointManager, state, meta: dict[str, Any]) -> None:
     """Starts an asynchronous save of ``state`` (a `TrainState`) at ``state.step``.
 
     Args:
-      manager: from `make_manager`.
+      manager: from `RunDir.checkpoint_manager`.
       state: the train state; its buffers may be donated to the next step right after this call.
       meta: JSON-serialisable facts about the run at this step.
     """
@@ -63,7 +62,7 @@ def restore(manager: ocp.CheckpointManager, state, step: int | None = None):
     """Restores a checkpoint into the structure, dtypes and devices of ``state``.
 
     Args:
-      manager: from `make_manager`.
+      manager: from `RunDir.checkpoint_manager`.
       state: the target layout: a `TrainState` of arrays, or of `jax.ShapeDtypeStruct` with
         shardings (``jax.eval_shape`` of the initialiser), which allocates nothing to be replaced.
       step: which checkpoint; the latest when None.
@@ -85,15 +84,6 @@ def restore(manager: ocp.CheckpointManager, state, step: int | None = None):
     return state.replace(**restored["state"]), dict(restored["meta"])
 
 
-def latest_step(workdir: str | Path) -> int | None:
-    """The step of the newest complete checkpoint in ``workdir``, or None when there is none."""
-    directory = Path(workdir) / CHECKPOINT_DIR
-    if not directory.is_dir():
-        return None
-    steps = ocp.utils.checkpoint_steps(directory)  # finalised checkpoints only
-    return max(steps) if steps else None
-
-
 def _abstract_params(model_config: GPTConfig) -> Any:
     from gptjax.model import GPT
 
@@ -112,24 +102,26 @@ def load_for_inference(workdir: str | Path, step: int | None = None):
     """Loads a trained model from a run directory.
 
     Args:
-      workdir: the run directory written by ``python -m gptjax.main``.
+      workdir: the run directory written by ``python -m gptjax.main``; a config saved by an
+        earlier gptjax is read through `rundir.upgrade_config`.
       step: which checkpoint; the latest when None.
 
     Returns:
       (GPTConfig, params, Tokenizer): params unboxed, float32, on the default device.
+
+    Raises:
+      ValueError: ``workdir`` is not a run directory, or has no complete checkpoint.
     """
-    workdir = Path(workdir)
-    config_path = workdir / CONFIG_FILE
-    if not config_path.is_file():
-        raise ValueError(f"{workdir} is not a run directory: it has no {CONFIG_FILE}.")
-    step = latest_step(workdir) if step is None else step
+    run_dir = RunDir(workdir)
+    saved = run_dir.read_config()  # raises when workdir is not a run directory
+    step = run_dir.latest_step() if step is None else step
     if step is None:
         raise ValueError(f"{workdir} has no complete checkpoint yet; train it first.")
-    model_config = GPTConfig(**json.loads(config_path.read_text())["model"])
+    model_config = GPTConfig(**saved["model"])
     target = {"params": _abstract_params(model_config)}
     checkpointer = ocp.Checkpointer(ocp.PyTreeCheckpointHandler())
     restored = checkpointer.restore(
-        (workdir / CHECKPOINT_DIR).absolute() / str(step) / "state",
+        run_dir.checkpoint_item(step, "state"),
         args=ocp.args.PyTreeRestore(
             item=target,
             restore_args=ocp.checkpoint_utils.construct_restore_args(target),
@@ -137,4 +129,4 @@ def load_for_inference(workdir: str | Path, step: int | None = None):
         ),
     )
     params = jax.tree.map(lambda p: p.astype(jnp.float32), restored["params"])
-    return model_config, params, tk.load(workdir / TOKENIZER_FILE)
+    return model_config, params, run_dir.load_tokenizer()

@@ -28,7 +28,7 @@ from typing import Any
 import ml_collections
 
 from gptjax.runs import compare, provenance
-from gptjax.runs.rundir import CONFIG_FILE, Run, flatten, load_run
+from gptjax.runs.rundir import Run, RunDir, flatten, load_run
 
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 BUDGET_KEYS = ("train.steps", "train.batch_size", "train.grad_accum", "model.block_size")
@@ -161,20 +161,19 @@ def train_variant(config: ml_collections.ConfigDict, workdir: Path) -> str:
 
     Raises:
       ValueError: ``workdir`` holds a run whose config differs in a key that cannot change on
-        resume (``gptjax.run_config.SAFE_ON_RESUME`` lists those that can).
+        resume (``gptjax.training.run_config.SAFE_ON_RESUME`` lists those that can).
     """
-    from gptjax.runs import checkpoint  # these pull in JAX: load them when needed
     from gptjax.training import loop as train  # these pull in JAX: load them when needed
     from gptjax.training import run_config  # these pull in JAX: load them when needed
 
-    saved_path = workdir / CONFIG_FILE
-    if saved_path.is_file():
+    run_dir = RunDir(workdir)
+    if run_dir.is_run:
         # The trainer's own rule: only cadence, length and sampling keys may change on resume.
         try:
-            run_config.check_resume_config(json.loads(saved_path.read_text()), config)
+            run_config.check_resume_config(run_dir.read_config(), config)
         except ValueError as error:
             raise ValueError(f"{workdir}: {error}") from error
-    step = checkpoint.latest_step(workdir) if workdir.is_dir() else None
+    step = run_dir.latest_step()
     if step is not None and step >= config.train.steps:
         return "skipped"
     train.train_and_evaluate(config, workdir)

@@ -1,18 +1,253 @@
-"""Reading a run directory: its saved config, run info and metrics, finished or still training.
+"""The run directory: its layout, and every read and write of it (tutorial part 9).
 
-A run directory is what ``python -m gptjax.main --workdir DIR`` writes (layout in docs/design.md).
-This module only reads it; ``compare`` and ``experiment`` build on it.
+A run directory is what ``python -m gptjax.main --workdir DIR`` trains into, and what
+``generate``, ``compare`` and ``experiment`` read::
+
+  DIR/
+    config.json      the resolved config, written when training starts
+    run_info.json    provenance: commit, JAX and its devices, model size, command line
+    tokenizer.bpe    the run's tokenizer
+    metrics.jsonl    one JSON object per logged or evaluated step
+    tb/              TensorBoard event files (the same metrics)
+    checkpoints/     orbax checkpoints, one folder per saved step
+    samples.txt      the samples printed at the end of training
+
+`RunDir` is the only code that knows these names and the only code that writes these files:
+training, data preparation and the sweeps ask it, so the layout is defined once. What goes
+inside a checkpoint is ``gptjax.runs.checkpoint``'s business; where checkpoints live, and which
+of them are complete, is this module's. `load_run` reads a whole run at once for comparing
+(`Run`).
+
+This module is on the import path of ``python -m gptjax.compare``, which only reads: orbax and
+TensorBoard are slow to import, so they are imported inside the methods that need them.
 """
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gptjax import tokenizer as tk
+
 CONFIG_FILE = "config.json"
 RUN_INFO_FILE = "run_info.json"
+TOKENIZER_FILE = "tokenizer.bpe"
 METRICS_FILE = "metrics.jsonl"
+TB_DIR = "tb"
+CHECKPOINT_DIR = "checkpoints"
+SAMPLES_FILE = "samples.txt"
+# The items of each checkpoint: the train state, and JSON facts about the run at that step.
+CHECKPOINT_ITEMS = ("state", "meta")
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Calls ``write`` on a temporary file beside ``path``, then renames it to ``path``.
+
+    A crash (or Ctrl-C) leaves the old file or the new one, never half of the new one.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def _write_json(path: Path, value: Any) -> None:
+    text = json.dumps(value, indent=2, sort_keys=True) + "\n"
+    _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def upgrade_config(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """Brings a ``config.json`` written by an earlier gptjax up to the current keys.
+
+    ``model.attention`` ("reference" | "dot_product") became ``model.kernels``: every run saved
+    with the old key trained with what are now the fast kernels, so it reads as
+    ``kernels="fast"``.
+
+    >>> upgrade_config({"seed": 0, "model": {"n_head": 4, "attention": "reference"}})
+    {'seed': 0, 'model': {'n_head': 4, 'kernels': 'fast'}}
+    """
+    model = saved.get("model")
+    if not isinstance(model, Mapping) or "attention" not in model:
+        return dict(saved)
+    model = {key: value for key, value in model.items() if key != "attention"}
+    return {**saved, "model": {**model, "kernels": "fast"}}
+
+
+class RunDir:
+    """One run directory: where each of its files lives, and how each is read and written.
+
+    Creating a `RunDir` touches nothing on disk; `create` makes the folder.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def run_info_path(self) -> Path:
+        return self.path / RUN_INFO_FILE
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / TOKENIZER_FILE
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def tb_dir(self) -> Path:
+        return self.path / TB_DIR
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def samples_path(self) -> Path:
+        return self.path / SAMPLES_FILE
+
+    @property
+    def is_run(self) -> bool:
+        """Whether training has started here (it writes ``config.json`` before anything else)."""
+        return self.config_path.is_file()
+
+    def create(self) -> None:
+        """Makes the folder (and its parents) if it does not exist yet."""
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    # The config and the run's provenance.
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """Saves the resolved config (a plain dict, e.g. ``json.loads(config.to_json())``)."""
+        _write_json(self.config_path, dict(config))
+
+    def read_config(self) -> dict[str, Any]:
+        """Returns the saved config as a nested dict, brought up to date by `upgrade_config`.
+
+        Raises:
+          ValueError: there is no ``config.json``, so this is not a run directory.
+        """
+        if not self.is_run:
+            raise ValueError(
+                f"{self.path} is not a run directory: it has no {CONFIG_FILE}. Give the --workdir "
+                "that `python -m gptjax.main` trained into (it writes config.json when it starts)."
+            )
+        return upgrade_config(json.loads(self.config_path.read_text(encoding="utf-8")))
+
+    def write_run_info(self, info: Mapping[str, Any]) -> None:
+        """Saves the run's provenance (``gptjax.training.run_config.run_info``)."""
+        _write_json(self.run_info_path, dict(info))
+
+    def read_run_info(self) -> dict[str, Any]:
+        """Returns ``run_info.json`` as a dict, empty when the run has not written it yet."""
+        if not self.run_info_path.is_file():
+            return {}
+        return json.loads(self.run_info_path.read_text(encoding="utf-8"))
+
+    # The tokenizer, the metrics and the samples.
+
+    def save_tokenizer(self, tok: tk.Tokenizer) -> None:
+        """Saves the run's tokenizer, in gptjax's own format."""
+        _write_atomically(self.tokenizer_path, lambda tmp: tk.save(tok, tmp))
+
+    def load_tokenizer(self) -> tk.Tokenizer:
+        """Loads the run's tokenizer."""
+        return tk.load(self.tokenizer_path)
+
+    def metrics_writer(self, resume_step: int = 0) -> "MetricsWriter":
+        """Opens ``metrics.jsonl`` and ``tb/`` for appending, from ``resume_step`` on."""
+        return MetricsWriter(self.metrics_path, self.tb_dir, resume_step=resume_step)
+
+    def write_samples(self, texts: Sequence[str]) -> str:
+        """Saves the end-of-training samples under ``--- sample i ---`` headers.
+
+        Returns:
+          The text written, for printing.
+        """
+        text = "".join(f"--- sample {i + 1} ---\n{t}\n" for i, t in enumerate(texts))
+        _write_atomically(self.samples_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return text
+
+    # Checkpoints: where they live and which are complete (their contents: runs/checkpoint.py).
+
+    def checkpoint_manager(self, keep: int):
+        """An orbax `CheckpointManager` over ``checkpoints/`` keeping the ``keep`` newest.
+
+        Opening it deletes the temporary folders of saves that never finished.
+        """
+        import orbax.checkpoint as ocp
+
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, cleanup_tmp_directories=True
+        )
+        return ocp.CheckpointManager(
+            self.checkpoint_dir.absolute(), options=options, item_names=CHECKPOINT_ITEMS
+        )
+
+    def latest_step(self) -> int | None:
+        """The step of the newest complete checkpoint, or None when there is none."""
+        if not self.checkpoint_dir.is_dir():
+            return None
+        import orbax.checkpoint as ocp
+
+        steps = ocp.utils.checkpoint_steps(self.checkpoint_dir)  # finalised checkpoints only
+        return max(steps) if steps else None
+
+    def checkpoint_item(self, step: int, item: str) -> Path:
+        """The folder of one item (see CHECKPOINT_ITEMS) of the checkpoint at ``step``."""
+        assert item in CHECKPOINT_ITEMS, item
+        return self.checkpoint_dir.absolute() / str(step) / item
+
+
+def _plain(value: Any) -> Any:
+    # NumPy and JAX scalars have .item(); Python numbers and strings do not.
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN; "nan" and "inf" stay readable
+    return value
+
+
+class MetricsWriter:
+    """Appends metrics to ``metrics.jsonl`` and TensorBoard event files (see `RunDir`).
+
+    On resume from step s, records after s (logged by a run that died before its next
+    checkpoint) are dropped and TensorBoard purges them too, so every step appears once.
+    """
+
+    def __init__(self, path: Path, tb_dir: Path, resume_step: int = 0):
+        from tensorboardX import SummaryWriter
+
+        self.path = path
+        if path.exists():
+            kept = [r for r in read_metrics(path) if r["step"] <= resume_step]
+            path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._tb = SummaryWriter(str(tb_dir), purge_step=resume_step + 1 if resume_step else None)
+
+    def write(self, step: int, values: Mapping[str, Any]) -> None:
+        """Writes one record: ``{"step": step, **values}``."""
+        record = {"step": int(step), **{k: _plain(v) for k, v in values.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        for key, value in record.items():
+            if key != "step" and isinstance(value, int | float):
+                self._tb.add_scalar(key, value, global_step=int(step))
+
+    def close(self) -> None:
+        self._file.close()
+        self._tb.close()
+
+
+# Reading runs for comparison.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,21 +350,12 @@ def load_run(path: str | Path) -> Run:
     Raises:
       ValueError: ``path`` is not a directory, or has no ``config.json`` (so is not a run).
     """
-    path = Path(path)
-    if not path.is_dir():
+    run_dir = RunDir(path)
+    if not run_dir.path.is_dir():
         raise ValueError(f"{path} is not a directory: give the --workdir of a training run")
-    config_path = path / CONFIG_FILE
-    if not config_path.is_file():
-        raise ValueError(
-            f"{path} is not a run directory: it has no {CONFIG_FILE}. Give the --workdir that "
-            "`python -m gptjax.main` trained into (it writes config.json when it starts)."
-        )
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    info_path = path / RUN_INFO_FILE
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
     return Run(
-        path=path,
-        config=flatten(config),
-        info=info,
-        metrics=read_metrics(path / METRICS_FILE),
+        path=run_dir.path,
+        config=flatten(run_dir.read_config()),
+        info=run_dir.read_run_info(),
+        metrics=read_metrics(run_dir.metrics_path),
     )

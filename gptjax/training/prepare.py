@@ -2,8 +2,9 @@
 
 The tokenizer is trained on the training split only (the validation text stays unseen), or
 loaded from ``tokenizer.path`` (a gptjax ``.bpe`` file or a tiktoken rank file such as GPT-2's
-``gpt2.tiktoken``). Either way it is saved as ``WORKDIR/tokenizer.bpe``, and a resumed run loads
-that file instead of training again. Every check here runs before anything is compiled.
+``gpt2.tiktoken``). Either way the run directory keeps it (``RunDir.save_tokenizer``), and a
+resumed run loads that copy instead of training again. Every check here runs before anything is
+compiled.
 """
 
 import dataclasses
@@ -16,7 +17,7 @@ import numpy as np
 
 from gptjax import tokenizer as tk
 from gptjax.model.config import GPTConfig
-from gptjax.runs.checkpoint import TOKENIZER_FILE
+from gptjax.runs.rundir import RunDir
 from gptjax.tokenizer.serialization import MAGIC
 from gptjax.training import data
 
@@ -54,12 +55,11 @@ def _load_tokenizer_file(path_text: str, pattern: str) -> tk.Tokenizer:
 
 
 def prepare_tokenizer(
-    config: ml_collections.ConfigDict, train_docs: list[str], workdir: Path
+    config: ml_collections.ConfigDict, train_docs: list[str], run_dir: RunDir
 ) -> tk.Tokenizer:
-    """The run's tokenizer: ``WORKDIR/tokenizer.bpe`` if present, else loaded or trained, saved."""
-    saved = workdir / TOKENIZER_FILE
-    if saved.is_file():
-        return tk.load(saved)
+    """The run's tokenizer: the run directory's copy if present, else loaded or trained, saved."""
+    if run_dir.tokenizer_path.is_file():
+        return run_dir.load_tokenizer()
     if config.tokenizer.path:
         tok = _load_tokenizer_file(config.tokenizer.path, config.tokenizer.pattern)
     else:
@@ -71,9 +71,7 @@ def prepare_tokenizer(
         tok = tk.train(
             train_docs, vocab_size=config.tokenizer.vocab_size, pattern=config.tokenizer.pattern
         )
-    tmp = saved.with_name(f".{saved.name}.tmp")
-    tk.save(tok, tmp)
-    tmp.replace(saved)
+    run_dir.save_tokenizer(tok)
     return tok
 
 
@@ -89,21 +87,22 @@ def check_vocab(tok: tk.Tokenizer, model_config: GPTConfig, where: str) -> None:
 
 
 def prepare_data(
-    config: ml_collections.ConfigDict, model_config: GPTConfig, workdir: Path
+    config: ml_collections.ConfigDict, model_config: GPTConfig, run_dir: RunDir
 ) -> PreparedData:
     """Loads the corpus, gets the tokenizer, encodes both splits (cached) and checks sizes.
 
     Args:
       config: the training config (``data`` and ``tokenizer`` sections are read).
       model_config: the model, for the vocabulary and block size checks.
-      workdir: the run directory (the tokenizer is saved there).
+      run_dir: the run directory (the tokenizer is saved there).
     """
     docs = data.load_documents(config.data.corpus)
     train_docs, val_docs = data.split_documents(docs, config.data.val_fraction)
-    tok = prepare_tokenizer(config, train_docs, workdir)
+    tok = prepare_tokenizer(config, train_docs, run_dir)
     where = config.tokenizer.path or "trained for this run"
-    check_vocab(tok, model_config, f"{where}, saved as {workdir / TOKENIZER_FILE}")
-    tok_hash = hashlib.sha256((workdir / TOKENIZER_FILE).read_bytes()).hexdigest()
+    check_vocab(tok, model_config, f"{where}, saved as {run_dir.tokenizer_path}")
+    # The encoded-corpus cache is keyed by the tokenizer file's bytes.
+    tok_hash = hashlib.sha256(run_dir.tokenizer_path.read_bytes()).hexdigest()
     train_ids, val_ids = data.encoded_splits(train_docs, val_docs, tok, tok_hash)
     data.check_split_size("training", train_ids, model_config.block_size, config.data.corpus)
     data.check_split_size("validation", val_ids, model_config.block_size, config.data.corpus)

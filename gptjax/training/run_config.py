@@ -3,19 +3,18 @@
 Everything a user can get wrong in a config is caught here, with one ``ValueError`` that says
 what is wrong and how to fix it, before any data is encoded or anything is compiled.
 
-Resuming: a run directory remembers its ``config.json``. Re-running with a different config shows
-the difference and refuses, unless only *safe* keys changed: those that decide how long to train
-and how often to look (``train.steps``, logging, evaluation and checkpoint cadence,
-``train.steps_per_call``) and what to sample at the end (``sample.*``). Note that ``train.steps``
-is also the end of the cosine decay, so extending a run changes its learning rate from the
-resumed step on.
+Resuming: a run directory remembers its config (``RunDir.read_config``). Re-running with a
+different config shows the difference and refuses, unless only *safe* keys changed: those that
+decide how long to train and how often to look (``train.steps``, logging, evaluation and
+checkpoint cadence, ``train.steps_per_call``) and what to sample at the end (``sample.*``). Note
+that ``train.steps`` is also the end of the cosine decay, so extending a run changes its
+learning rate from the resumed step on.
 """
 
 import json
 import math
 import numbers
 import sys
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -176,7 +175,10 @@ def check_resume_config(saved: dict, config: ml_collections.ConfigDict) -> list[
 
 
 def run_info(model_config: GPTConfig, peak_flops: float, resumed_from: int | None) -> dict:
-    """Provenance of a run: code commit, JAX and its devices, model size, command line."""
+    """Provenance of a run: code commit, JAX and its devices, model size, command line.
+
+    The training loop saves it with ``RunDir.write_run_info`` each time the run starts or resumes.
+    """
     from gptjax.runs.provenance import code_commit
 
     return {
@@ -191,10 +193,3 @@ def run_info(model_config: GPTConfig, peak_flops: float, resumed_from: int | Non
         "command": " ".join(sys.argv),
         "resumed_from": resumed_from,
     }
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Writes JSON atomically (a crash leaves the old file or the new one)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)

@@ -1,7 +1,8 @@
 """The optimisation step: loss, optimizer, train state and `train_step` (tutorial part 9).
 
-Everything here is a pure function of its inputs; the loop (`gptjax.training.loop`) jits `train_steps`
-once, with the state donated so parameters and optimizer moments are updated in place.
+Everything here is a pure function of its inputs; the loop (`gptjax.training.loop`) jits
+`train_steps` once, with the state donated so parameters and optimizer moments are updated in
+place.
 
 * Loss: mean cross-entropy of the next token, in float32 whatever the compute dtype.
 * Optimizer: global-norm clipping, then AdamW. Weight decay applies to

@@ -1,4 +1,4 @@
-"""Tests for gptjax.checkpoint: round trips, retention, atomicity, loading for inference."""
+"""Tests for gptjax.runs.checkpoint: round trips, retention, atomicity, loading for inference."""
 
 import json
 import time
@@ -12,6 +12,7 @@ from gptjax import tokenizer as tk
 from gptjax.model import GPT
 from gptjax.model.config import GPTConfig
 from gptjax.runs import checkpoint
+from gptjax.runs.rundir import RunDir
 from gptjax.training.step import create_train_state, make_optimizer, train_step
 
 CFG = dict(vocab_size=270, block_size=8, n_layer=1, n_head=2, n_embd=16)
@@ -39,14 +40,14 @@ def _equal(a, b):
 
 
 def test_save_restore_round_trip_is_exact_and_keeps_k(tmp_path):
-    manager = checkpoint.make_manager(tmp_path, keep=2)
+    manager = RunDir(tmp_path).checkpoint_manager(keep=2)
     state = _state()
-    assert checkpoint.latest_step(tmp_path) is None
+    assert RunDir(tmp_path).latest_step() is None
     for _ in range(3):
         state = _trained(state, 2)
         checkpoint.save(manager, state, {"wall_time": float(state.step)})
     manager.wait_until_finished()
-    assert checkpoint.latest_step(tmp_path) == 6
+    assert RunDir(tmp_path).latest_step() == 6
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [4, 6]
     restored, meta = checkpoint.restore(manager, _state())
     # an abstract target (shapes, dtypes, shardings; what train.py resumes into) restores the same
@@ -64,7 +65,7 @@ def test_save_restore_round_trip_is_exact_and_keeps_k(tmp_path):
 
 
 def test_an_unfinished_save_is_never_taken_for_a_checkpoint(tmp_path):
-    manager = checkpoint.make_manager(tmp_path, keep=3)
+    manager = RunDir(tmp_path).checkpoint_manager(keep=3)
     checkpoint.save(manager, _trained(_state(), 1), {"wall_time": 0.0})
     manager.wait_until_finished()
     manager.close()
@@ -72,7 +73,8 @@ def test_an_unfinished_save_is_never_taken_for_a_checkpoint(tmp_path):
     partial = tmp_path / "checkpoints" / "9.orbax-checkpoint-tmp"
     (partial / "state").mkdir(parents=True)
     (partial / "state" / "half_written").write_bytes(b"\0" * 10)
-    assert checkpoint.latest_step(tmp_path) == 1
+    assert RunDir(tmp_path).latest_step() == 1
+    assert checkpoint.latest_step(tmp_path) == 1  # the same, for callers holding a path
     manager = checkpoint.make_manager(tmp_path, keep=3)  # a new run cleans it up
     assert manager.latest_step() == 1
     # The clean-up runs in a background thread that wait_until_finished does not wait for.
@@ -83,14 +85,20 @@ def test_an_unfinished_save_is_never_taken_for_a_checkpoint(tmp_path):
     assert not partial.exists()
 
 
-def test_load_for_inference(tmp_path):
+def _saved_run(path, model: dict):
+    """A run directory laid out by hand: a checkpoint after 3 steps, a config, a tokenizer."""
     state = _trained(_state(), 3)
-    manager = checkpoint.make_manager(tmp_path, keep=1)
+    manager = RunDir(path).checkpoint_manager(keep=1)
     checkpoint.save(manager, state, {"wall_time": 0.0})
     manager.close()
-    (tmp_path / "config.json").write_text(json.dumps({"model": CFG, "seed": 0}))
+    (path / "config.json").write_text(json.dumps({"model": model, "seed": 0}))
     tok = tk.train(["some text to learn a few merges from " * 5], vocab_size=265, pattern="gpt4")
-    tk.save(tok, tmp_path / "tokenizer.bpe")
+    tk.save(tok, path / "tokenizer.bpe")
+    return state, tok
+
+
+def test_load_for_inference(tmp_path):
+    state, tok = _saved_run(tmp_path, CFG)
     model_config, params, loaded_tok = checkpoint.load_for_inference(tmp_path)
     assert model_config == GPTConfig(**CFG)
     assert loaded_tok == tok
@@ -105,3 +113,11 @@ def test_load_for_inference_without_a_run_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model": CFG}))
     with pytest.raises(ValueError, match="no complete checkpoint"):
         checkpoint.load_for_inference(tmp_path)
+
+
+def test_load_for_inference_of_a_run_saved_with_model_attention(tmp_path):
+    # Runs trained before model.kernels existed saved model.attention; they used the fast kernels.
+    state, _ = _saved_run(tmp_path, {**CFG, "attention": "reference"})
+    model_config, params, _ = checkpoint.load_for_inference(tmp_path)
+    assert model_config == GPTConfig(**CFG, kernels="fast")
+    assert _equal(params, state.params)

@@ -14,7 +14,7 @@ from tiny_runs import trained_pair
 
 from gptjax import compare as compare_cli
 from gptjax.runs import compare
-from gptjax.runs.rundir import flatten, load_run, read_metrics
+from gptjax.runs.rundir import load_run, read_metrics
 
 
 def write_run(path, config, records, tail=""):
@@ -151,11 +151,3 @@ def test_labels_show_tied_keys_once(tmp_path):
         "r1: tok.v=512, model.v=512",
         "r2: tok.v=512, model.v=300",
     ]
-
-
-def test_flatten():
-    assert flatten({"seed": 0, "model": {"n_head": 4, "sub": {"k": [1]}}}) == {
-        "seed": 0,
-        "model.n_head": 4,
-        "model.sub.k": (1,),
-    }

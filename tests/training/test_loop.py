@@ -1,4 +1,4 @@
-"""End-to-end tests of gptjax.train: a real run, exact resume across processes, stops, bad input."""
+"""Tests of gptjax.training.loop: a real run, exact resume across processes, stops, bad input."""
 
 import json
 import os
@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gptjax.runs import checkpoint
+from gptjax.runs import checkpoint, rundir
+from gptjax.runs.rundir import RunDir
 from gptjax.training import loop as train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,6 +85,16 @@ def _losses(workdir):
     return {r["step"]: r["train_loss"] for r in rows if "train_loss" in r}, rows
 
 
+def test_call_plan_stops_on_every_evaluation_and_checkpoint_step():
+    assert train.call_plan(0, 10, 4, (5,)) == [(0, 4), (4, 1), (5, 4), (9, 1)]
+    assert train.call_plan(6, 10, 4, (5, 8)) == [(6, 2), (8, 2)]
+    assert train.call_plan(10, 10, 4, (5,)) == []
+    plan = train.call_plan(3, 100, 7, (10, 25))
+    assert [first for first, _ in plan[1:]] == [a + n for a, n in plan[:-1]]  # contiguous
+    ends = {a + n for a, n in plan}
+    assert {10, 20, 25, 30, 50, 75, 100} <= ends and max(n for _, n in plan) == 7
+
+
 def test_a_run_writes_the_run_directory(tmp_path):
     workdir = tmp_path / "run"
     config = _config(tmp_path, **{"opt.warmup_steps": 4})
@@ -91,7 +102,7 @@ def test_a_run_writes_the_run_directory(tmp_path):
     for name in ("config.json", "run_info.json", "tokenizer.bpe", "metrics.jsonl", "samples.txt"):
         assert (workdir / name).is_file(), name
     assert list((workdir / "tb").glob("events.out.tfevents.*"))
-    assert checkpoint.latest_step(workdir) == 16
+    assert RunDir(workdir).latest_step() == 16
     info = json.loads((workdir / "run_info.json").read_text())
     assert {"git_commit", "jax_version", "devices", "param_count"} <= set(info)
     losses, rows = _losses(workdir)
@@ -125,17 +136,17 @@ def test_exact_resume_in_a_new_process_after_ctrl_c(tmp_path, monkeypatch):
     train.train_and_evaluate(_config(tmp_path), straight)
 
     # Ctrl-C while step 8 is being logged: the loop saves step 8 and re-raises.
-    write = train.MetricsWriter.write
+    write = rundir.MetricsWriter.write
 
     def write_then_interrupt(self, step, values):
         write(self, step, values)
         if step == 8:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(train.MetricsWriter, "write", write_then_interrupt)
+    monkeypatch.setattr(rundir.MetricsWriter, "write", write_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(_config(tmp_path), resumed)
-    assert checkpoint.latest_step(resumed) == 8
+    assert RunDir(resumed).latest_step() == 8
 
     done = _run_main(tmp_path, resumed)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -160,7 +171,7 @@ def test_config_changes_on_resume(tmp_path):
         train.train_and_evaluate(_config(tmp_path, **{"opt.lr": 0.01}), workdir)
     # more steps and another logging cadence are safe
     train.train_and_evaluate(_config(tmp_path, **{"train.steps": 8, "train.log_every": 2}), workdir)
-    assert checkpoint.latest_step(workdir) == 8
+    assert RunDir(workdir).latest_step() == 8
 
 
 def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -177,7 +188,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, monk
     config = _config(tmp_path, **{"train.checkpoint_every": 8})
     with pytest.raises(train.TrainingDiverged, match="non-finite at step 13"):
         train.train_and_evaluate(config, workdir)
-    assert checkpoint.latest_step(workdir) == 8
+    assert RunDir(workdir).latest_step() == 8
     _, params, _ = checkpoint.load_for_inference(workdir)
     assert all(np.isfinite(p).all() for p in jax.tree.leaves(params))
 
