@@ -1,14 +1,16 @@
-"""Real but tiny training runs for the compare and experiment tests (a few steps, a tiny model).
+"""Run directories for the tests: real but tiny training runs, and hand-written ones.
 
 The base is ``configs/tiny.py`` with the byte-level vocabulary (no BPE merges to learn), no
 samples, and a model and budget small enough that a run takes seconds on a CPU. Most of that time
 is compilation, so the two runs both test files need are trained once per test session.
 """
 
+import json
 from pathlib import Path
 
 import ml_collections
 import pytest
+from PIL import Image
 
 from gptjax.runs.experiment import apply_overrides, config_from_file
 
@@ -63,3 +65,23 @@ def trained_pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             patch.setenv("GPTJAX_CACHE_DIR", str(root / "cache"))
             _trained["pair"] = {name: train_tiny(root / name, o) for name, o in PAIR.items()}
     return _trained["pair"]
+
+
+def write_run(path, config, records, tail=""):
+    """A run directory in the documented format: config.json and metrics.jsonl (then ``tail``)."""
+    path.mkdir(parents=True)
+    (path / "config.json").write_text(json.dumps(config))
+    text = "".join(json.dumps(r) + "\n" for r in records) + tail
+    (path / "metrics.jsonl").write_text(text)
+    return path
+
+
+def assert_valid_png(path):
+    """A real PNG plot: a valid file, of plot size, with lines and text on it."""
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.width > 400 and image.height > 200
+        # A plot has lines and text, not a blank canvas.
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 20

@@ -23,19 +23,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from gptjax.model.config import GPTConfig
-
-# CONFIG_FILE and TOKENIZER_FILE are re-exported for code that lays out a run directory by hand.
-from gptjax.runs.rundir import CONFIG_FILE, TOKENIZER_FILE, RunDir  # noqa: F401
-
-
-def make_manager(workdir: str | Path, *, keep: int) -> ocp.CheckpointManager:
-    """``RunDir(workdir).checkpoint_manager(keep)``: keeps the ``keep`` newest checkpoints."""
-    return RunDir(workdir).checkpoint_manager(keep)
-
-
-def latest_step(workdir: str | Path) -> int | None:
-    """``RunDir(workdir).latest_step()``: the newest complete checkpoint's step, or None."""
-    return RunDir(workdir).latest_step()
+from gptjax.runs.rundir import RunDir
 
 
 def save(manager: ocp.CheckpointManager, state, meta: dict[str, Any]) -> None:

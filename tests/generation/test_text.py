@@ -1,9 +1,6 @@
-"""Tests for gptjax.generate: a real tiny random GPT against full recomputation, text, the CLI."""
+"""gptjax.generation.text: a real tiny random GPT against full recomputation, prompts, text."""
 
-import dataclasses
 import functools
-import json
-import re
 
 import flax.linen as nn
 import jax
@@ -12,7 +9,6 @@ import numpy as np
 import pytest
 from jax.tree_util import Partial
 
-from gptjax import generate as generate_cli
 from gptjax import tokenizer as tk
 from gptjax.generation import decode
 from gptjax.generation import text as generate
@@ -161,96 +157,3 @@ def test_padding_ids_of_a_larger_model_vocabulary_are_never_drawn(tok):
     assert all(len(t) > 60 for t in texts)  # decoding would raise on an id without bytes
     with pytest.raises(ValueError, match="tokenizer has 300 tokens but the model only 290"):
         generate.generate_text(make_model(290)[0], params, tok, "Le", **kwargs)
-
-
-# The command line, on a run directory written through gptjax.checkpoint.
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tok, model):
-    from gptjax.runs import checkpoint
-    from gptjax.training import step as train_step
-
-    cfg, params = model
-    tx, _ = train_step.make_optimizer(
-        lr=1e-3, min_lr=1e-4, warmup_steps=1, total_steps=2, weight_decay=0.1, beta1=0.9,
-        beta2=0.99, grad_clip=1.0,
-    )  # fmt: skip
-    state = train_step.create_train_state(GPT(cfg), tx, seed=0, block_size=W)
-    state = state.replace(params=params)
-    path = tmp_path_factory.mktemp("run")
-    (path / checkpoint.CONFIG_FILE).write_text(json.dumps({"model": dataclasses.asdict(cfg)}))
-    tk.save(tok, path / checkpoint.TOKENIZER_FILE)
-    manager = checkpoint.make_manager(path, keep=1)
-    checkpoint.save(manager, state, {"tokens_seen": 0})
-    manager.wait_until_finished()
-    manager.close()
-    return path
-
-
-@pytest.mark.parametrize("stream", [True, False])
-def test_cli_prints_the_samples(workdir, tok, model, capsys, stream):
-    cfg, params = model
-    args = ["--workdir", str(workdir), "--prompt", "Le chat", "--max-new-tokens", "20"]
-    args += ["--temperature", "0.9", "--top-k", "50", "--num-samples", "2", "--seed", "3"]
-    generate_cli.main(args + ([] if stream else ["--no-stream"]))
-    out = capsys.readouterr().out
-    texts = generate.generate_text(
-        cfg, params, tok, "Le chat", max_new_tokens=20, temperature=0.9, top_k=50, num_samples=2,
-        seed=3,
-    )  # fmt: skip
-    assert out == f"--- sample 1/2 ---\n{texts[0]}\n--- sample 2/2 ---\n{texts[1]}\n"
-
-
-@pytest.mark.parametrize(
-    "args, match",
-    [
-        (["--temperature", "-0.5"], "temperature must be >= 0"),
-        (["--top-p", "0"], r"top_p must be in \(0, 1\]"),
-        (["--top-p", "2"], r"top_p must be in \(0, 1\]"),
-        (["--top-k", "-1"], "top_k must be an integer >= 0"),
-    ],
-)
-def test_cli_rejects_bad_settings(workdir, capsys, args, match):
-    with pytest.raises(SystemExit) as exit_info:
-        generate_cli.main(["--workdir", str(workdir), *args])
-    assert exit_info.value.code == 2
-    assert re.search(match, capsys.readouterr().err)
-
-
-def test_cli_rejects_missing_empty_and_untrained_workdirs(tmp_path, capsys, tok, model):
-    from gptjax.runs import checkpoint
-
-    untrained = tmp_path / "untrained"
-    untrained.mkdir()
-    (untrained / checkpoint.CONFIG_FILE).write_text(json.dumps({"model": {}}))
-    (tmp_path / "empty").mkdir()
-    for path, message in [
-        (tmp_path / "missing", "does not exist"),
-        (tmp_path / "empty", "not a run directory"),
-        (untrained, "no complete checkpoint"),
-    ]:
-        with pytest.raises(SystemExit) as exit_info:
-            generate_cli.main(["--workdir", str(path)])
-        assert exit_info.value.code == 2
-        assert message in capsys.readouterr().err
-
-
-def test_cli_says_when_the_prompt_is_cut(workdir, capsys):
-    args = ["--prompt", TEXT[:200], "--max-new-tokens", "20", "--num-samples", "2"]
-    generate_cli.main(["--workdir", str(workdir), *args])
-    assert f"keeping its last {W} tokens" in capsys.readouterr().err
-
-
-def test_cli_on_a_real_training_run(tmp_path_factory, capsys):
-    # The tiny runs of the compare tests, trained once per session by the real trainer.
-    from tiny_runs import trained_pair
-
-    from gptjax.runs.checkpoint import load_for_inference
-
-    workdir = trained_pair(tmp_path_factory)["a"]
-    capsys.readouterr()
-    generate_cli.main(["--workdir", str(workdir), "--prompt", "The ", "--max-new-tokens", "12"])
-    cfg, params, tok = load_for_inference(workdir)
-    (text,) = generate.generate_text(cfg, params, tok, "The ", max_new_tokens=12, temperature=0.8)
-    assert capsys.readouterr().out == text + "\n"

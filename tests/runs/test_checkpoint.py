@@ -74,8 +74,7 @@ def test_an_unfinished_save_is_never_taken_for_a_checkpoint(tmp_path):
     (partial / "state").mkdir(parents=True)
     (partial / "state" / "half_written").write_bytes(b"\0" * 10)
     assert RunDir(tmp_path).latest_step() == 1
-    assert checkpoint.latest_step(tmp_path) == 1  # the same, for callers holding a path
-    manager = checkpoint.make_manager(tmp_path, keep=3)  # a new run cleans it up
+    manager = RunDir(tmp_path).checkpoint_manager(keep=3)  # a new run cleans it up
     assert manager.latest_step() == 1
     # The clean-up runs in a background thread that wait_until_finished does not wait for.
     deadline = time.monotonic() + 30
