@@ -8,14 +8,17 @@ so one token is one character and the loss is in nats per character), 4 layers, 
 beta2 0.99, no dropout, evaluation every 250 steps on 20 batches. nanoGPT (PyTorch CPU) reaches a
 validation loss of 1.886 with it, at 33 ms/step (71 s in all) on the same 2-core machine.
 
-Measured on the 2-core CPU machine with ``python experiments/benchmarks/bench_train.py``, 15
-runs: validation loss 1.8833 (2.717 bits per byte) at step 2000 every time. 14 runs gave
-47,100-49,100 tokens/s in steady state (15.6-16.3 ms/step, MFU about 55% of the float32 matmul
-peak measured in the same run, 445-490 GFLOP/s); the whole run took 37.8-38.8 s in 11 runs and
-40.4-40.7 s in 3 (about 3.3 s of it compilation, 1.8 s the 9 evaluations, then checkpoints; no
-samples). The runs over 40 s, and one at 40,700 tokens/s and 43.4 s, came in busier periods of
-the same virtual machine (36.4-38.9 CPU-ms per step against 34.2-35.1). 125 steps per call: see
-"Speed on a CPU" in docs/training.md.
+It trains with ``model.kernels="fast"`` (``gptjax/model/kernels.py``): the same model as
+``"plain"``, to rounding, in about two thirds of the time per step on a CPU.
+
+Measured on the 2-core CPU machine with ``python experiments/benchmarks/bench_train.py`` on
+2026-11-25 (commit deb9b52), 15 runs: validation loss 1.8833 (2.717 bits per byte) at step 2000
+every time. 14 runs gave 47,100-49,100 tokens/s in steady state (15.6-16.3 ms/step, MFU about 55%
+of the float32 matmul peak measured in the same run, 445-490 GFLOP/s); the whole run took 37.8-38.8
+s in 11 runs and 40.4-40.7 s in 3 (about 3.3 s of it compilation, 1.8 s the 9 evaluations, then
+checkpoints; no samples). The runs over 40 s, and one at 40,700 tokens/s and 43.4 s, came in busier
+periods of the same virtual machine (36.4-38.9 CPU-ms per step against 34.2-35.1). Why 125 steps
+per call, and the same recipe measured on later code and on slower days: docs/performance.md.
 """
 
 import ml_collections

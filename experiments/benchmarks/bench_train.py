@@ -24,7 +24,6 @@ Timings are only meaningful on an otherwise idle machine.
 
 import argparse
 import collections
-import json
 import statistics
 import sys
 import tempfile
@@ -37,6 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from gptjax.runs.experiment import config_from_file  # noqa: E402
+from gptjax.runs.rundir import load_run  # noqa: E402
 from gptjax.training.loop import train_and_evaluate  # noqa: E402
 from gptjax.training.metrics import measure_matmul_flops  # noqa: E402
 
@@ -78,8 +78,8 @@ def main() -> None:
         start, cpu_start = time.perf_counter(), time.process_time()
         train_and_evaluate(config, workdir)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        rows = [json.loads(x) for x in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
-        info = json.loads((Path(workdir) / "run_info.json").read_text())
+        run = load_run(workdir)
+        rows, info = run.metrics, run.info
     # Every row logged by one call carries that call's rate; the first call's includes compilation.
     first_call = config.train.steps_per_call
     timed = [r for r in rows if "tokens_per_sec" in r]
