@@ -1,6 +1,7 @@
 """Command line for the tokenizer (tutorial part 1: byte-level BPE).
 
   python -m gptjax.tokenizer train --input FILE... --vocab-size N --pattern gpt4 --out tok.bpe
+  python -m gptjax.tokenizer train ... --verbose         (also print each merge as it is learned)
   python -m gptjax.tokenizer encode --tokenizer tok.bpe [--input FILE]     (ids on stdout)
   python -m gptjax.tokenizer decode --tokenizer tok.bpe < ids.txt          (text on stdout)
   python -m gptjax.tokenizer show --tokenizer tok.bpe --text "xkzbrt"
@@ -40,10 +41,43 @@ def _load(args) -> tk.Tokenizer:
     return tk.load(args.tokenizer, pattern=args.pattern, special_tokens=specials or None)
 
 
+# Whitespace made visible in ``readable``; the tutorial writes a space as ␠.
+_VISIBLE = str.maketrans({" ": "␠", "\n": "\\n", "\t": "\\t", "\r": "\\r"})
+
+
+def readable(token: bytes) -> str:
+    """A token's bytes for a person: its text if they are UTF-8, else each byte in hex.
+
+    Whitespace is made visible (space as ␠, newline as \\n). A token cut inside a character, or
+    holding an invisible one (a no-break space), shows its bytes: ``readable(b"\\xc3") == "0xC3"``.
+    """
+    try:
+        text = token.decode("utf-8").translate(_VISIBLE)
+    except UnicodeDecodeError:
+        text = ""
+    if text and text.isprintable():
+        return text
+    return " ".join(f"0x{b:02X}" for b in token)
+
+
+def merge_printer():
+    """An ``on_merge`` callback for the trainers that prints each merge as it is learned."""
+    token_bytes = {b: bytes([b]) for b in range(256)}
+
+    def on_merge(new: int, left: int, right: int, count: int) -> None:
+        token_bytes[new] = token_bytes[left] + token_bytes[right]
+        parts = f"{readable(token_bytes[left])} + {readable(token_bytes[right])}"
+        rank = new - tk.FIRST_MERGE_ID + 1
+        print(f"merge {rank} (id {new}): {parts} -> {readable(token_bytes[new])}  count {count:,}")
+
+    return on_merge
+
+
 def cmd_train(args) -> int:
     texts = [tk.read_utf8(p) for p in args.input]
+    on_merge = merge_printer() if args.verbose else None
     start = time.perf_counter()
-    tok = tk.train(texts, args.vocab_size, args.pattern)
+    tok = tk.train(texts, args.vocab_size, args.pattern, on_merge=on_merge)
     seconds = time.perf_counter() - start
     tk.save(tok, args.out)
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
@@ -131,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--vocab-size", type=int, required=True)
     train.add_argument("--pattern", default="gpt4", help="gpt2, gpt4 or none (default gpt4)")
     train.add_argument("--out", required=True, help="where to write the tokenizer (.bpe)")
+    train.add_argument(
+        "--verbose", action="store_true", help="print each merge as it is learned, with its count"
+    )
     train.set_defaults(func=cmd_train)
 
     def with_tokenizer(name, func, help_):

@@ -1,5 +1,6 @@
-"""Tests of the command line ``python -m gptjax.tokenizer``: train, encode, decode, show and
-parity, and one ``error:`` line with exit status 2 for each user mistake."""
+"""Tests of the command line ``python -m gptjax.tokenizer``: train (and its ``--verbose`` merge
+log), encode, decode, show and parity, and one ``error:`` line with exit status 2 for each user
+mistake."""
 
 import os
 import subprocess
@@ -39,6 +40,49 @@ def trained(tmp_path, data_file, capsys):
 def test_train_writes_a_loadable_tokenizer(trained, capsys):
     assert "trained 340 merges (vocab_size 600, pattern gpt4)" in capsys.readouterr().out
     assert tk.load(trained).vocab_size == 600
+
+
+def test_train_verbose_prints_the_worked_example(tmp_path, capsys):
+    src = _write(tmp_path, "abab abab")
+    out = tmp_path / "t.bpe"
+    argv = ["train", "--input", str(src), "--vocab-size", "262", "--out", str(out), "--verbose"]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [
+        "merge 1 (id 260): a + b -> ab  count 4",
+        "merge 2 (id 261): ab + ab -> abab  count 2",
+    ]
+    assert lines[2].startswith("trained 2 merges") and len(lines) == 3
+
+
+def test_train_verbose_logs_every_merge_of_the_plain_trainer(tmp_path, data_file, capsys):
+    text = data_file("hugo_miserables_fr.txt").read_text(encoding="utf-8")[:50_000]
+    src = _write(tmp_path, text)
+    out = tmp_path / "t.bpe"
+    argv = ["train", "--input", str(src), "--vocab-size", "300", "--out", str(out), "--verbose"]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # Computed independently: the plain trainer's merges and counts.
+    learned = []
+    tok = tk.train_plain(text, 300, "gpt4", on_merge=lambda *m: learned.append(m))
+    assert len(lines) == len(learned) + 1 == 41
+    shown = lambda i: cli.readable(tok.token_bytes(i))
+    for line, (new, left, right, count) in zip(lines, learned, strict=False):
+        parts = f"{shown(left)} + {shown(right)} -> {shown(new)}"
+        assert line == f"merge {new - 259} (id {new}): {parts}  count {count:,}"
+    # On this slice the 4th merge joins the two bytes of "é".
+    assert learned[3][:3] == (263, 0xC3, 0xA9) and tok.token_bytes(263) == "é".encode()
+    assert lines[3] == f"merge 4 (id 263): 0xC3 + 0xA9 -> é  count {learned[3][3]:,}"
+    assert lines[0] == f"merge 1 (id 260): ␠ + d -> ␠d  count {learned[0][3]:,}"
+
+
+def test_readable_shows_text_when_it_can_and_hex_otherwise():
+    assert cli.readable("é".encode()) == "é"
+    assert cli.readable(b"\xc3") == "0xC3"  # half a character
+    assert cli.readable(b" \xc3") == "0x20 0xC3"
+    assert cli.readable(b" the") == "␠the"
+    assert cli.readable(b"\n\n") == "\\n\\n"
+    assert cli.readable("\u00a0".encode()) == "0xC2 0xA0"  # a no-break space is invisible
 
 
 def test_encode_decode_round_trip(tmp_path, trained, capsys):
