@@ -109,3 +109,38 @@ def test_cli_refuses_unknown_keys_before_doing_anything(tmp_path):
     assert done.returncode != 0
     assert "no_such_key" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_french_tiny_trains_offline_on_the_committed_excerpt(tmp_path, monkeypatch):
+    import urllib.request
+
+    from gptjax.runs.experiment import apply_overrides
+    from gptjax.runs.rundir import RunDir
+    from gptjax.training.data import load_documents
+    from gptjax.training.loop import train_and_evaluate
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("configs/french_tiny.py must not need the network")
+
+    monkeypatch.delenv("GPTJAX_DATA_DIR", raising=False)
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.chdir(tmp_path)  # the corpus is found from the package, not the current folder
+    config = load("french_tiny").get_config()
+    assert config.data.corpus == "hugo_extrait" and config.model.kernels == "plain"
+    (doc,) = load_documents(config.data.corpus)
+    assert "monseigneur Bienvenu" in doc
+    # The config itself (its tokenizer, model and French prompt), for a few steps.
+    short = {
+        "train.steps": 4,
+        "train.steps_per_call": 2,
+        "train.eval_every": 4,
+        "train.eval_batches": 1,
+        "train.checkpoint_every": 4,
+        "sample.num_samples": 1,
+        "sample.max_new_tokens": 4,
+    }
+    train_and_evaluate(apply_overrides(config, short), tmp_path / "run")
+    assert RunDir(tmp_path / "run").latest_step() == 4
+    assert (tmp_path / "run" / "tokenizer.bpe").is_file()
+    assert (tmp_path / "run" / "samples.txt").read_text().count("Le chat mange la") == 1

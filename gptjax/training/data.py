@@ -6,6 +6,8 @@ A corpus is a list of documents (strings):
                    79 topics, about 470 KB), joined in sorted topic order: no network, no files.
   tinyshakespeare  looked up in ``$GPTJAX_DATA_DIR``, then in the local cache, then downloaded
                    from its canonical URL and checked against its SHA-256.
+  hugo_extrait     the French excerpt of Les Misérables committed in the repository
+                   (``data/hugo_miserables_extrait.txt``, 188 KB): no network, but needs a clone.
   a path           a text file, a folder (every file below it, sorted) or a glob.
 
 The text is split by characters: the last ``val_fraction`` is validation, and the tokenizer only
@@ -28,12 +30,17 @@ from pathlib import Path
 
 import numpy as np
 
+import gptjax
 from gptjax import tokenizer as tk
 
 TINYSHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 )
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+# The repository's data/ folder (see data/README.md), found from the package, not from the
+# current directory. An editable install from a clone has it; a built wheel does not.
+REPO_DATA_DIR = Path(gptjax.__file__).resolve().parents[1] / "data"
+HUGO_EXTRAIT_SHA256 = "296e3117462488b42fbf9ad40c52d69fca8a25099e8914d59454a6dfe75f118e"
 
 # Streams of the batch generator: training batches, and the two fixed evaluation sets.
 TRAIN_STREAM, VAL_EVAL_STREAM, TRAIN_EVAL_STREAM = 0, 1, 2
@@ -74,11 +81,28 @@ def _tinyshakespeare() -> str:
     return data.decode("utf-8")
 
 
+def _hugo_extrait() -> str:
+    path = REPO_DATA_DIR / "hugo_miserables_extrait.txt"
+    if not path.is_file():
+        raise ValueError(
+            f"corpus 'hugo_extrait' is read from {path}, which does not exist: the file ships "
+            "in the repository's data/ folder, not in an installed package. Run from a clone "
+            "(pip install -e .) or set data.corpus to the path of a copy of that file."
+        )
+    data = path.read_bytes()
+    if _sha256(data) != HUGO_EXTRAIT_SHA256:
+        # note: most likely line endings converted by git (core.autocrlf); data/.gitattributes
+        # asks for the bytes as committed.
+        raise ValueError(f"{path} is not the committed excerpt (SHA-256 mismatch, see data/).")
+    return data.decode("utf-8")
+
+
 def load_documents(corpus: str) -> list[str]:
     """Loads a corpus by name or path.
 
     Args:
-      corpus: ``"pydoc"``, ``"tinyshakespeare"``, a text file, a folder or a glob pattern.
+      corpus: ``"pydoc"``, ``"tinyshakespeare"``, ``"hugo_extrait"``, a text file, a folder or a
+        glob pattern.
 
     Returns:
       The documents, in a deterministic order.
@@ -89,6 +113,8 @@ def load_documents(corpus: str) -> list[str]:
         return [topics[key] for key in sorted(topics)]
     if corpus == "tinyshakespeare":
         return [_tinyshakespeare()]
+    if corpus == "hugo_extrait":
+        return [_hugo_extrait()]
     path = Path(corpus).expanduser()
     if path.is_file():
         files = [path]
@@ -99,7 +125,7 @@ def load_documents(corpus: str) -> list[str]:
     if not files:
         raise ValueError(
             f"data.corpus={corpus!r}: no such file, folder or glob match; use 'pydoc', "
-            "'tinyshakespeare' or the path of a UTF-8 text file."
+            "'tinyshakespeare', 'hugo_extrait' or the path of a UTF-8 text file."
         )
     return [tk.read_utf8(f, "corpus file") for f in files]
 

@@ -1,12 +1,15 @@
 """Tests for gptjax.data: corpora, the split, the encoded cache, batches, prefetching."""
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gptjax import tokenizer as tk
 from gptjax.training import data
+
+EXCERPT = Path(__file__).resolve().parents[2] / "data" / "hugo_miserables_extrait.txt"
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +43,32 @@ def test_tinyshakespeare_with_a_wrong_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("GPTJAX_DATA_DIR", str(tmp_path))
     with pytest.raises(ValueError, match="SHA-256"):
         data.load_documents("tinyshakespeare")
+
+
+def test_hugo_extrait_is_the_committed_french_excerpt(tmp_path, monkeypatch):
+    monkeypatch.delenv("GPTJAX_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # found from the package, not from the current folder
+    raw = EXCERPT.read_bytes()
+    assert len(raw) <= 200_000 and hashlib.sha256(raw).hexdigest() == data.HUGO_EXTRAIT_SHA256
+    docs = data.load_documents("hugo_extrait")
+    # one file, one document: what the loader gives for the file's own path
+    assert docs == data.load_documents(str(EXCERPT)) == [raw.decode("utf-8")]
+    (doc,) = docs
+    assert doc.startswith("Livre premier--Un juste\n") and doc.endswith("la petite maison.\n")
+    assert "\r" not in doc and "évêque de Digne" in doc
+    train, val = data.split_documents(docs, 0.1)
+    assert "".join(train + val) == doc and len(train) == len(val) == 1
+    assert len(val[0]) == round(len(doc) * 0.1)
+
+
+def test_hugo_extrait_missing_or_changed_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path)  # as an install without data/ would be
+    with pytest.raises(ValueError, match="hugo_miserables_extrait.txt.*clone"):
+        data.load_documents("hugo_extrait")
+    # line endings converted by git, say
+    (tmp_path / EXCERPT.name).write_bytes(EXCERPT.read_bytes().replace(b"\n", b"\r\n"))
+    with pytest.raises(ValueError, match="SHA-256"):
+        data.load_documents("hugo_extrait")
 
 
 def test_paths_folders_and_globs(tmp_path):
