@@ -14,6 +14,7 @@ The package follows the tutorial part by part:
   -  speed, not a part       gptjax.model.kernels          (model.kernels = "plain" | "fast")
   -  runs                    gptjax.runs (run directory, checkpoints, comparisons, sweeps),
                              gptjax.compare, gptjax.experiment
+  -  errors                  gptjax.errors                 (UserError: one line, exit code 2)
 
 How the stages connect (docs/design.md has the full picture and the import rule):
 

@@ -4,7 +4,10 @@
                  ``--config.train.steps=100`` (unknown keys are refused)
   --workdir      the run directory, ``runs/<config file stem>`` by default; the same one resumes
 
-Everything else happens in `gptjax.training.loop.train_and_evaluate`.
+Everything else happens in `gptjax.training.loop.train_and_evaluate`. A mistake the user can
+fix (`gptjax.errors.UserError`: a bad config value or corpus, a busy run directory...) is one
+line ``error: ...`` and exit code 2; a divergence is one line and exit code 1; any other error is
+a bug and keeps its traceback (exit code 1).
 """
 
 import sys
@@ -12,6 +15,8 @@ from pathlib import Path
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from gptjax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config stem>).")
@@ -54,9 +59,8 @@ def main(argv: list[str]) -> None:
     workdir = _WORKDIR.value or str(Path("runs") / Path(config_file).stem)
     try:
         train_and_evaluate(_CONFIG.value, workdir)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except UserError as err:
+        _fail(str(err))
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

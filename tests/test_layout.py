@@ -118,3 +118,29 @@ def test_only_rundir_names_the_run_directory_files():
         if constants & RUN_DIR_NAMES:
             named[name] = sorted(constants & RUN_DIR_NAMES)
     assert set(named) == {"gptjax.runs.rundir"}, named
+
+
+# docs/design.md's layers, top to bottom: a module imports only from its own layer and below.
+LAYERS = [
+    ("commands", COMMANDS),
+    ("research", {"gptjax.runs.compare", "gptjax.runs.plots", "gptjax.runs.experiment"}),
+    ("training", {n for n in MODULES if n.startswith("gptjax.training")}),
+    (
+        "run storage",
+        {"gptjax.runs", "gptjax.runs.rundir", "gptjax.runs.checkpoint", "gptjax.runs.provenance"},
+    ),  # fmt: skip
+    ("generation", {n for n in MODULES if n.startswith("gptjax.generation")}),
+    ("tokenizer", {n for n in MODULES if n.startswith("gptjax.tokenizer")} - COMMANDS),
+    ("model", {n for n in MODULES if n.startswith("gptjax.model")}),
+    ("package", {"gptjax", "gptjax.errors"}),  # errors: the exception types every layer raises
+]
+
+
+def test_every_module_imports_only_its_own_layer_and_the_layers_below():
+    assert set().union(*(members for _, members in LAYERS)) == set(MODULES)
+    rank = {name: i for i, (_, members) in enumerate(LAYERS) for name in members}
+    upward = {name: sorted(m for m in _imports(name) if rank[m] < rank[name]) for name in MODULES}
+    assert {name: found for name, found in upward.items() if found} == {}
+    # The two foundations do not know each other.
+    assert not any(m.startswith("gptjax.model") for n in LAYERS[5][1] for m in _imports(n))
+    assert not any(m.startswith("gptjax.tokenizer") for n in LAYERS[6][1] for m in _imports(n))

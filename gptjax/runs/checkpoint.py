@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from gptjax.errors import UserError
 from gptjax.model.config import GPTConfig
 from gptjax.runs.rundir import RunDir
 
@@ -98,13 +99,13 @@ def load_for_inference(workdir: str | Path, step: int | None = None):
       (GPTConfig, params, Tokenizer): params unboxed, float32, on the default device.
 
     Raises:
-      ValueError: ``workdir`` is not a run directory, or has no complete checkpoint.
+      UserError: ``workdir`` is not a run directory, or has no complete checkpoint.
     """
     run_dir = RunDir(workdir)
     saved = run_dir.read_config()  # raises when workdir is not a run directory
     step = run_dir.latest_step() if step is None else step
     if step is None:
-        raise ValueError(f"{workdir} has no complete checkpoint yet; train it first.")
+        raise UserError(f"{workdir} has no complete checkpoint yet; train it first.")
     model_config = GPTConfig(**saved["model"])
     target = {"params": _abstract_params(model_config)}
     checkpointer = ocp.Checkpointer(ocp.PyTreeCheckpointHandler())

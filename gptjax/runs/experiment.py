@@ -27,6 +27,7 @@ from typing import Any
 
 import ml_collections
 
+from gptjax.errors import UserError
 from gptjax.runs import compare, provenance
 from gptjax.runs.rundir import Run, RunDir, flatten, load_run
 
@@ -160,20 +161,21 @@ def train_variant(config: ml_collections.ConfigDict, workdir: Path) -> str:
       ``"skipped"`` (already at ``train.steps``), ``"resumed"`` or ``"trained"``.
 
     Raises:
-      ValueError: ``workdir`` holds a run whose config differs in a key that cannot change on
-        resume (``gptjax.training.run_config.SAFE_ON_RESUME`` lists those that can).
+      UserError: ``workdir`` holds a checkpointed run whose config differs in a key that cannot
+        change on resume (``gptjax.training.run_config.SAFE_ON_RESUME`` lists those that can).
     """
     from gptjax.training import loop as train  # these pull in JAX: load them when needed
     from gptjax.training import run_config  # these pull in JAX: load them when needed
 
     run_dir = RunDir(workdir)
-    if run_dir.is_run:
-        # The trainer's own rule: only cadence, length and sampling keys may change on resume.
+    step = run_dir.latest_step()
+    if step is not None:
+        # The trainer's own rule: a run directory is bound to its config once it holds a
+        # checkpoint; then only cadence, length and sampling keys may change.
         try:
             run_config.check_resume_config(run_dir.read_config(), config)
         except ValueError as error:
-            raise ValueError(f"{workdir}: {error}") from error
-    step = run_dir.latest_step()
+            raise UserError(f"{workdir}: {error}") from error
     if step is not None and step >= config.train.steps:
         return "skipped"
     train.train_and_evaluate(config, workdir)

@@ -11,6 +11,7 @@ A run directory is what ``python -m gptjax.main --workdir DIR`` trains into, and
     tb/              TensorBoard event files (the same metrics)
     checkpoints/     orbax checkpoints, one folder per saved step
     samples.txt      the samples printed at the end of training
+    .lock            the lock of the run training here (`RunDir.lock`): its pid, host, start time
 
 `RunDir` is the only code that knows these names and the only code that writes these files:
 training, data preparation and the sweeps ask it, so the layout is defined once. What goes
@@ -18,18 +19,34 @@ inside a checkpoint is ``gptjax.runs.checkpoint``'s business; where checkpoints 
 of them are complete, is this module's. `load_run` reads a whole run at once for comparing
 (`Run`).
 
+One run at a time: the trainer holds `RunDir.lock` (an exclusive ``flock``, which the kernel
+releases when the process dies, however it dies) from before it reads anything here until it has
+written its last file, so a second trainer on the same directory is refused at once. Readers
+(`load_run`, ``compare``, ``generate``) never take it: they read a run while it trains.
+
+A run directory binds its config once it holds a checkpoint. Before that, an attempt that failed
+(a bad corpus, a tokenizer too big for the model, a divergence at once) left nothing worth
+resuming: `RunDir.discard_unsaved_attempt` removes its files, and the corrected config replaces
+the old one.
+
 This module is on the import path of ``python -m gptjax.compare``, which only reads: orbax and
 TensorBoard are slow to import, so they are imported inside the methods that need them.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from gptjax import tokenizer as tk
+from gptjax.errors import UserError
 
 CONFIG_FILE = "config.json"
 RUN_INFO_FILE = "run_info.json"
@@ -38,6 +55,7 @@ METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
 CHECKPOINT_DIR = "checkpoints"
 SAMPLES_FILE = "samples.txt"
+LOCK_FILE = ".lock"
 # The items of each checkpoint: the train state, and JSON facts about the run at that step.
 CHECKPOINT_ITEMS = ("state", "meta")
 
@@ -115,13 +133,75 @@ class RunDir:
         return self.path / SAMPLES_FILE
 
     @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
+    @property
     def is_run(self) -> bool:
-        """Whether training has started here (it writes ``config.json`` before anything else)."""
+        """Whether training has started here (once locked, it writes ``config.json`` first)."""
         return self.config_path.is_file()
 
     def create(self) -> None:
         """Makes the folder (and its parents) if it does not exist yet."""
         self.path.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Holds the directory's exclusive lock for the ``with`` block (creating the folder).
+
+        The lock is an ``flock`` on ``.lock``: the kernel releases it when its file is closed,
+        so also when the process dies, even by SIGKILL; nothing stale is ever left to clean up.
+        Once it holds the lock, it writes its pid, host and start time into ``.lock`` for the
+        message of whoever is refused. Locks belong to open files, not to processes: a second
+        `lock` in the same process is refused too.
+
+        Raises:
+          UserError: another open ``.lock`` (another trainer) holds the lock; nothing was changed.
+        """
+        import fcntl  # POSIX only; the lock is the only part of gptjax that needs it
+
+        self.create()
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self.lock_path.read_text(encoding="utf-8").strip()
+                raise UserError(
+                    f"another training run holds {self.path} "
+                    f"({holder or 'it has not written its pid yet'}); wait for it to finish or "
+                    "stop it, or use another --workdir"
+                ) from None
+            since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+            holder = f"pid {os.getpid()} on {socket.gethostname()}, since {since}\n"
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder.encode("utf-8"), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def discard_unsaved_attempt(self) -> list[str]:
+        """Removes what a training attempt that saved no checkpoint left behind.
+
+        Without a checkpoint nothing here can be resumed, and everything the attempt wrote
+        depends on its config: its tokenizer (trained, or copied, under its tokenizer and data
+        settings), its metrics and TensorBoard events, its provenance, its samples. A new
+        attempt starts from an empty directory instead of mixing with them; ``config.json`` is
+        left for the caller to replace. Call it only while holding `lock`.
+
+        Returns:
+          The names removed.
+        """
+        assert self.latest_step() is None, "a run with a checkpoint is bound to its config"
+        removed = []
+        for path in (self.tokenizer_path, self.metrics_path, self.run_info_path, self.samples_path):
+            if path.is_file():
+                path.unlink()
+                removed.append(path.name)
+        if self.tb_dir.is_dir():
+            shutil.rmtree(self.tb_dir)
+            removed.append(self.tb_dir.name)
+        return removed
 
     # The config and the run's provenance.
 
@@ -133,10 +213,10 @@ class RunDir:
         """Returns the saved config as a nested dict, brought up to date by `upgrade_config`.
 
         Raises:
-          ValueError: there is no ``config.json``, so this is not a run directory.
+          UserError: there is no ``config.json``, so this is not a run directory.
         """
         if not self.is_run:
-            raise ValueError(
+            raise UserError(
                 f"{self.path} is not a run directory: it has no {CONFIG_FILE}. Give the --workdir "
                 "that `python -m gptjax.main` trained into (it writes config.json when it starts)."
             )
@@ -316,7 +396,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
       The records in file order.
 
     Raises:
-      ValueError: a line other than the last one is not a JSON object.
+      UserError: a line other than the last one is not a JSON object.
     """
     if not path.is_file():
         return []
@@ -331,9 +411,9 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             # A run in progress may be caught half-way through appending its last record.
             if all(not rest.strip() for rest in lines[number:]):
                 break
-            raise ValueError(f"{path}:{number} is not valid JSON ({error})") from error
+            raise UserError(f"{path}:{number} is not valid JSON ({error})") from error
         if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number} is not a JSON object: {line[:80]!r}")
+            raise UserError(f"{path}:{number} is not a JSON object: {line[:80]!r}")
         records.append(record)
     return records
 
@@ -348,11 +428,11 @@ def load_run(path: str | Path) -> Run:
       The run as it is now on disk.
 
     Raises:
-      ValueError: ``path`` is not a directory, or has no ``config.json`` (so is not a run).
+      UserError: ``path`` is not a directory, or has no ``config.json`` (so is not a run).
     """
     run_dir = RunDir(path)
     if not run_dir.path.is_dir():
-        raise ValueError(f"{path} is not a directory: give the --workdir of a training run")
+        raise UserError(f"{path} is not a directory: give the --workdir of a training run")
     return Run(
         path=run_dir.path,
         config=flatten(run_dir.read_config()),

@@ -1,8 +1,9 @@
 """The training loop: `train_and_evaluate(config, workdir)` (tutorial part 9).
 
-This is the I/O edge of training. `train_and_evaluate` checks the config, records it in the run
-directory, prepares the data and hands over to a `Trainer`, which builds the state (or resumes it
-from the run directory's last checkpoint), then repeats
+This is the I/O edge of training. `train_and_evaluate` checks the config, takes the run
+directory's lock (one trainer per directory), records the config there (or checks it against the
+one the run's checkpoints were trained with), prepares the data and hands over to a `Trainer`,
+which builds the state (or resumes it from the run directory's last checkpoint), then repeats
 
   run ``train.steps_per_call`` steps in one jitted call (a `lax.scan` over prefetched batches),
   log, evaluate, checkpoint,
@@ -13,10 +14,13 @@ host builds the next batches in a background thread and reads the previous call'
 the current one runs. Every file is written through ``gptjax.runs.rundir.RunDir``.
 
 Stopping: Ctrl-C (or SIGTERM) finishes the current call, saves a checkpoint and re-raises
-`KeyboardInterrupt`; a second Ctrl-C stops at once. A non-finite loss or gradient norm stops with
-`TrainingDiverged` before anything is saved, so the last checkpoint stays the last good one.
+`KeyboardInterrupt`; a second Ctrl-C stops at once. A non-finite loss or gradient norm, a
+non-finite evaluation loss, or non-finite parameters or optimizer moments about to be saved stop
+with `TrainingDiverged` before anything is saved, so every checkpoint is finite and the last one
+is the last good state.
 """
 
+import contextlib
 import functools
 import json
 import signal
@@ -34,14 +38,14 @@ from gptjax.model.config import GPTConfig
 from gptjax.runs import checkpoint
 from gptjax.runs.rundir import RunDir
 from gptjax.training import data, sharding
-from gptjax.training.metrics import eval_summary, measure_matmul_flops, mfu
+from gptjax.training.metrics import all_finite, eval_summary, measure_matmul_flops, mfu
 from gptjax.training.prepare import PreparedData, prepare_data
-from gptjax.training.run_config import check_config, check_resume_config, run_info
+from gptjax.training.run_config import check_config, check_resume_config, config_diff, run_info
 from gptjax.training.step import create_train_state, eval_sums, make_optimizer, train_steps
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss or the gradient norm stopped being finite."""
+    """The loss, the gradient norm, an evaluation loss or the train state stopped being finite."""
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> None:
@@ -52,33 +56,80 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
       workdir: the run directory; re-running with the same one resumes.
 
     Raises:
-      ValueError: a bad config, corpus or tokenizer.
-      TrainingDiverged: the loss became NaN/Inf (the last good checkpoint is kept).
+      UserError: a bad config, corpus or tokenizer; another run holds ``workdir``; a resume
+        with a changed config.
+      TrainingDiverged: the loss, an evaluation loss or the state became NaN/Inf (the last good
+        checkpoint is kept).
       KeyboardInterrupt: after Ctrl-C, once the checkpoint is saved.
     """
     entered = time.perf_counter()
     sharding.maybe_initialize_distributed()  # before anything asks JAX for its devices
     model_config = check_config(config)
     run_dir = RunDir(workdir)
-    run_dir.create()
+    # Every host of a multi-host job runs this with the same (shared) workdir: one lock per job.
+    primary = jax.process_index() == 0
+    with run_dir.lock() if primary else contextlib.nullcontext():
+        if primary:
+            _bind_config(config, run_dir)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("gptjax: the run directory is ready")
+        prepared = prepare_data(config, model_config, run_dir)
+        trainer = Trainer(config, model_config, prepared, run_dir, entered=entered)
+        try:
+            steps = config.train.steps
+            if trainer.step > steps:
+                print(
+                    f"{workdir} is already past train.steps={steps}: it has trained "
+                    f"{trainer.step} steps, and its config.json keeps the config they were "
+                    "trained with; samples:"
+                )
+            elif trainer.step == steps:
+                print(f"{workdir} already finished {steps} steps (train.steps={steps}); samples:")
+            else:
+                trainer.run()
+        finally:
+            trainer.close()
+        _write_samples(config, model_config, trainer.state.params, prepared.tok, run_dir)
+
+
+def _bind_config(config: ml_collections.ConfigDict, run_dir: RunDir) -> None:
+    """Records ``config`` in the run directory, or checks it against the run's checkpoints.
+
+    A directory is bound to its config once it holds a checkpoint: then only the keys of
+    ``run_config.SAFE_ON_RESUME`` may change, and ``config.json`` is rewritten only when there
+    are steps left to train (a lowered ``train.steps`` leaves it describing the checkpoints).
+    Before the first checkpoint, an earlier attempt (one that failed on its corpus, its
+    tokenizer, or diverged at once) left nothing to resume: its files go and the new config
+    replaces the old.
+
+    Raises:
+      UserError: the run has a checkpoint and a key outside SAFE_ON_RESUME changed.
+    """
+    current = json.loads(config.to_json())
+    step = run_dir.latest_step()
+    if step is None:
+        if run_dir.is_run:
+            lines = [
+                f"  {k}: {a!r} -> {b!r}" for k, a, b in config_diff(run_dir.read_config(), current)
+            ]
+            removed = run_dir.discard_unsaved_attempt()
+            if lines:
+                print(
+                    f"{run_dir.path} has no checkpoint yet, so this config replaces the one of "
+                    "the earlier attempt:\n" + "\n".join(lines)
+                )
+            if removed:
+                print(f"removed the earlier attempt's {', '.join(removed)}")
+        run_dir.write_config(current)
+        return
     if run_dir.is_run:
         changes = check_resume_config(run_dir.read_config(), config)
         if changes:
             print("config changes since this run started (safe to resume):\n" + "\n".join(changes))
-    run_dir.write_config(json.loads(config.to_json()))
-    prepared = prepare_data(config, model_config, run_dir)
-    trainer = Trainer(config, model_config, prepared, run_dir, entered=entered)
-    try:
-        steps = config.train.steps
-        if trainer.step >= steps:
-            print(
-                f"{workdir} already finished {trainer.step} steps (train.steps={steps}); samples:"
-            )
-        else:
-            trainer.run()
-    finally:
-        trainer.close()
-    _write_samples(config, model_config, trainer.state.params, prepared.tok, run_dir)
+    if step < config.train.steps or not run_dir.is_run:
+        run_dir.write_config(current)
 
 
 class Trainer:
@@ -150,6 +201,7 @@ class Trainer:
         self.eval_sums = jax.jit(
             functools.partial(eval_sums, apply_fn=self.state.apply_fn), compiler_options=options
         )
+        self.all_finite = jax.jit(all_finite)  # before each evaluation and save: one reduction
         self.eval_sets = _eval_sets(config, model_config, prepared, self.mesh)
         self.bytes_V = sharding.replicated(prepared.byte_lengths, self.mesh)
         # The rate of every step in one compiled call: evaluating the schedule op by op on the
@@ -169,7 +221,8 @@ class Trainer:
         """Trains from ``step`` to ``train.steps``: evaluates, logs and checkpoints on the way.
 
         Raises:
-          TrainingDiverged: a non-finite loss or gradient norm (nothing after it is saved).
+          TrainingDiverged: a non-finite loss, gradient norm, evaluation loss or state (nothing
+            after it is saved).
           KeyboardInterrupt: after Ctrl-C or SIGTERM, once the current call is saved.
         """
         train, steps, start = self.config.train, self.config.train.steps, self.step
@@ -242,12 +295,9 @@ class Trainer:
         bad = ~(np.isfinite(host["loss"]) & np.isfinite(host["grad_norm"]))
         if bad.any():
             at = first + int(np.argmax(bad)) + 1
-            raise TrainingDiverged(
+            self.diverged(
                 f"the loss or gradient norm became non-finite at step {at} (loss "
-                f"{host['loss'][bad][0]}, grad norm {host['grad_norm'][bad][0]}); nothing after "
-                f"step {self.last_saved} was saved, so the last checkpoint is good. Lower opt.lr, "
-                "raise opt.warmup_steps or set opt.grad_clip, then rerun with a new --workdir "
-                "or the same one to resume from that checkpoint."
+                f"{host['loss'][bad][0]}, grad norm {host['grad_norm'][bad][0]})"
             )
         now = time.perf_counter()
         tokens_per_sec = n * self.tokens_per_step / max(now - self.rate_start, 1e-9)
@@ -265,12 +315,23 @@ class Trainer:
         self.bar.set_postfix(loss=f"{float(host['loss'][-1]):.4f}", tok_s=f"{tokens_per_sec:,.0f}")
 
     def evaluate(self, step: int) -> None:
-        """Evaluates the current parameters on the fixed validation and training batches."""
+        """Evaluates the current parameters on the fixed validation and training batches.
+
+        Raises:
+          TrainingDiverged: the state or an evaluation loss is not finite (nothing is recorded
+            or saved).
+        """
+        self.check_state(step)  # the precise diagnosis, before a NaN evaluation says less
         sums = {
             name: jax.device_get(self.eval_sums(self.state.params, b, self.bytes_V))
             for name, b in self.eval_sets.items()
         }
         val, tr = eval_summary(sums["val"]), eval_summary(sums["train"])
+        if not (np.isfinite(val["loss"]) and np.isfinite(tr["loss"])):
+            self.diverged(
+                f"the evaluation loss became non-finite at step {step} (validation loss "
+                f"{val['loss']}, training-set loss {tr['loss']})"
+            )
         self._record(step).update(
             val_loss=val["loss"], val_perplexity=val["perplexity"], val_bpb=val["bpb"],
             train_eval_loss=tr["loss"], train_bpb=tr["bpb"],
@@ -296,11 +357,47 @@ class Trainer:
         self.records.clear()
 
     def save(self, step: int) -> None:
-        """Starts an asynchronous checkpoint of the state, which has reached ``step``."""
+        """Starts an asynchronous checkpoint of the state, which has reached ``step``.
+
+        Raises:
+          TrainingDiverged: a parameter or optimizer moment is not finite (nothing is saved).
+        """
+        self.check_state(step)
         checkpoint.save(
             self.manager, self.state, {"wall_time": time.perf_counter() - self.wall_start}
         )
         self.last_saved = step
+
+    def check_state(self, step: int) -> None:
+        """Raises `TrainingDiverged` unless every parameter and optimizer moment is finite.
+
+        The losses can stay finite while the state is not: an update can leave an infinite
+        parameter the next loss has not seen yet, or an infinite moment no loss ever sees.
+        """
+        if not bool(self.all_finite((self.state.params, self.state.opt_state))):
+            self.diverged(
+                f"the parameters or optimizer moments became non-finite by step {step}, though "
+                "the losses were finite"
+            )
+
+    def diverged(self, what: str) -> None:
+        """Raises `TrainingDiverged`: ``what`` went wrong, what was kept, and what to do.
+
+        The advice differs with and without a checkpoint: a run resumes bit for bit, so
+        resuming with the same config repeats the divergence, and ``opt.*`` cannot change on
+        resume; a directory without a checkpoint takes a new config.
+        """
+        fix = "Lower opt.lr, raise opt.warmup_steps or set opt.grad_clip"
+        if self.last_saved is None:
+            raise TrainingDiverged(
+                f"{what}; no checkpoint was saved. {fix}, then rerun: this --workdir has no "
+                "checkpoint yet, so it starts afresh with the new config."
+            )
+        raise TrainingDiverged(
+            f"{what}; nothing after step {self.last_saved} was saved, so the last checkpoint is "
+            f"good. {fix}, then rerun with a new --workdir (resuming this one repeats the same "
+            "steps, and opt.* cannot change on resume)."
+        )
 
     def close(self) -> None:
         """Waits for the checkpoint being written, then releases the checkpoint manager."""

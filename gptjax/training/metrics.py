@@ -8,6 +8,9 @@
   tokens per second) over the peak matrix-multiply throughput measured on this machine by
   `measure_matmul_flops`, not a datasheet figure: on a CPU there is no honest datasheet figure.
 
+* `all_finite`: whether a pytree (the parameters and optimizer moments) holds only finite
+  floats, the check the loop makes before every checkpoint so that no NaN is ever saved.
+
 The values are computed here; the run directory writes them (``RunDir.metrics_writer``).
 """
 
@@ -31,6 +34,19 @@ def eval_summary(sums: dict[str, float]) -> dict[str, float]:
         "perplexity": math.exp(min(loss, 700.0)),  # exp overflows past ~709
         "bpb": bits_per_byte(sums["text_nats"], sums["text_bytes"]),
     }
+
+
+def all_finite(tree) -> jax.Array:
+    """True when every float leaf of ``tree`` is finite (a bool scalar; jit it: one reduction).
+
+    Integer leaves (the step, the dropout key) are never NaN and are skipped.
+    """
+    checks = [
+        jnp.isfinite(leaf).all()
+        for leaf in jax.tree.leaves(tree)
+        if jnp.issubdtype(leaf.dtype, jnp.inexact)
+    ]
+    return jnp.stack(checks).all() if checks else jnp.asarray(True)
 
 
 def mfu(flops_per_token: float, tokens_per_sec: float, peak_flops: float) -> float:

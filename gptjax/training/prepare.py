@@ -4,7 +4,7 @@ The tokenizer is trained on the training split only (the validation text stays u
 loaded from ``tokenizer.path`` (a gptjax ``.bpe`` file or a tiktoken rank file such as GPT-2's
 ``gpt2.tiktoken``). Either way the run directory keeps it (``RunDir.save_tokenizer``), and a
 resumed run loads that copy instead of training again. Every check here runs before anything is
-compiled.
+compiled, and a mistake in the corpus or the tokenizer is a `UserError`.
 """
 
 import dataclasses
@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 
 from gptjax import tokenizer as tk
+from gptjax.errors import UserError, as_user_error
 from gptjax.model.config import GPTConfig
 from gptjax.runs.rundir import RunDir
 from gptjax.tokenizer.serialization import MAGIC
@@ -41,7 +42,7 @@ class PreparedData:
 def _load_tokenizer_file(path_text: str, pattern: str) -> tk.Tokenizer:
     path = Path(os.path.expandvars(path_text)).expanduser()
     if not path.is_file():
-        raise ValueError(
+        raise UserError(
             f"config.tokenizer.path={path_text!r} ({path}) is not a file; give a tokenizer.bpe "
             "written by gptjax, a .tiktoken rank file, or '' to train one."
         )
@@ -57,20 +58,28 @@ def _load_tokenizer_file(path_text: str, pattern: str) -> tk.Tokenizer:
 def prepare_tokenizer(
     config: ml_collections.ConfigDict, train_docs: list[str], run_dir: RunDir
 ) -> tk.Tokenizer:
-    """The run's tokenizer: the run directory's copy if present, else loaded or trained, saved."""
+    """The run's tokenizer: the run directory's copy if present, else loaded or trained, saved.
+
+    Raises:
+      UserError: the tokenizer file is missing or unreadable, or the training split cannot train
+        a tokenizer of ``tokenizer.vocab_size`` tokens.
+    """
     if run_dir.tokenizer_path.is_file():
-        return run_dir.load_tokenizer()
+        with as_user_error():  # a copy damaged by hand
+            return run_dir.load_tokenizer()
     if config.tokenizer.path:
-        tok = _load_tokenizer_file(config.tokenizer.path, config.tokenizer.pattern)
+        with as_user_error():
+            tok = _load_tokenizer_file(config.tokenizer.path, config.tokenizer.pattern)
     else:
         print(
             f"training a {config.tokenizer.vocab_size}-token BPE tokenizer "
             f"(pattern {config.tokenizer.pattern}) on the training split...",
             flush=True,
         )
-        tok = tk.train(
-            train_docs, vocab_size=config.tokenizer.vocab_size, pattern=config.tokenizer.pattern
-        )
+        with as_user_error():
+            tok = tk.train(
+                train_docs, vocab_size=config.tokenizer.vocab_size, pattern=config.tokenizer.pattern
+            )
     run_dir.save_tokenizer(tok)
     return tok
 
@@ -78,7 +87,7 @@ def prepare_tokenizer(
 def check_vocab(tok: tk.Tokenizer, model_config: GPTConfig, where: str) -> None:
     """A clear error when the tokenizer has ids the model's embedding cannot hold."""
     if tok.vocab_size > model_config.vocab_size:
-        raise ValueError(
+        raise UserError(
             f"the tokenizer ({where}) has {tok.vocab_size} ids but model.vocab_size is "
             f"{model_config.vocab_size}: set --config.model.vocab_size={tok.vocab_size} or more "
             "(in configs that tie it to tokenizer.vocab_size, set "
@@ -95,17 +104,23 @@ def prepare_data(
       config: the training config (``data`` and ``tokenizer`` sections are read).
       model_config: the model, for the vocabulary and block size checks.
       run_dir: the run directory (the tokenizer is saved there).
+
+    Raises:
+      UserError: a missing or unreadable corpus, a tokenizer that does not fit the model, a split
+        shorter than one block.
     """
-    docs = data.load_documents(config.data.corpus)
-    train_docs, val_docs = data.split_documents(docs, config.data.val_fraction)
+    with as_user_error():
+        docs = data.load_documents(config.data.corpus)
+        train_docs, val_docs = data.split_documents(docs, config.data.val_fraction)
     tok = prepare_tokenizer(config, train_docs, run_dir)
     where = config.tokenizer.path or "trained for this run"
     check_vocab(tok, model_config, f"{where}, saved as {run_dir.tokenizer_path}")
     # The encoded-corpus cache is keyed by the tokenizer file's bytes.
     tok_hash = hashlib.sha256(run_dir.tokenizer_path.read_bytes()).hexdigest()
     train_ids, val_ids = data.encoded_splits(train_docs, val_docs, tok, tok_hash)
-    data.check_split_size("training", train_ids, model_config.block_size, config.data.corpus)
-    data.check_split_size("validation", val_ids, model_config.block_size, config.data.corpus)
+    with as_user_error():
+        data.check_split_size("training", train_ids, model_config.block_size, config.data.corpus)
+        data.check_split_size("validation", val_ids, model_config.block_size, config.data.corpus)
     lengths = np.zeros((model_config.vocab_size,), np.int32)
     lengths[: tok.vocab_size] = data.token_byte_lengths(tok)
     return PreparedData(tok, train_ids, val_ids, lengths)

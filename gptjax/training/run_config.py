@@ -1,10 +1,14 @@
 """The run's configuration at the boundary: checks, resume rules, provenance (tutorial part 9).
 
-Everything a user can get wrong in a config is caught here, with one ``ValueError`` that says
-what is wrong and how to fix it, before any data is encoded or anything is compiled.
+Everything a user can get wrong in a config is caught here, with one `UserError` that says what
+is wrong and how to fix it, before any data is encoded or anything is compiled. Float settings
+must also be finite in the dtypes they are computed in: ``opt.lr=1e39`` is a finite Python float
+but infinite in float32, and would turn the first update into NaN.
 
-Resuming: a run directory remembers its config (``RunDir.read_config``). Re-running with a
-different config shows the difference and refuses, unless only *safe* keys changed: those that
+Resuming: a run directory remembers its config (``RunDir.read_config``), and is bound to it once
+it holds a checkpoint (before that, a new config replaces the old: see ``gptjax.runs.rundir``).
+Re-running with a different config shows the difference and refuses, unless only *safe* keys
+changed: those that
 decide how long to train and how often to look (``train.steps``, logging, evaluation and
 checkpoint cadence, ``train.steps_per_call``) and what to sample at the end (``sample.*``). Note
 that ``train.steps`` is also the end of the cosine decay, so extending a run changes its
@@ -19,7 +23,9 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
+from gptjax.errors import UserError, as_user_error
 from gptjax.generation.sampling import check_sampling_args
 from gptjax.model.config import GPTConfig
 from gptjax.tokenizer import PATTERNS
@@ -68,16 +74,48 @@ def _keys_problem(config: ml_collections.ConfigDict) -> str | None:
 
 def _int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"config.{name}={value!r} must be an integer >= {minimum}.")
+        raise UserError(f"config.{name}={value!r} must be an integer >= {minimum}.")
 
 
-def _real(name: str, value: Any, low: float, high: float, *, open_low=False, open_high=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if open_low else value >= low)
-    ok = ok and (value < high if open_high else value <= high)
-    if not ok:
-        interval = f"{'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-        raise ValueError(f"config.{name}={value!r} must be a number in {interval}.")
+def _real(
+    name: str,
+    value: Any,
+    low: float,
+    high: float = math.inf,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+    dtypes: tuple[str, ...] = ("float32",),
+) -> None:
+    """Checks that ``value`` is a number in the interval, finite in each of ``dtypes``.
+
+    Infinity is never a valid setting, so ``high=math.inf`` reads as "no upper bound".
+    """
+    if high == math.inf:
+        interval = f"{'>' if open_low else '>='} {low}"
+    else:
+        interval = f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserError(f"config.{name}={value!r} must be a number {interval}.")
+    try:
+        as_float = float(value)
+    except OverflowError:  # an int beyond float64
+        as_float = math.inf
+    if not math.isfinite(as_float):
+        raise UserError(f"config.{name}={value!r} must be finite: give a number {interval}.")
+    for dtype in dtypes:
+        with np.errstate(over="ignore"):
+            finite = np.isfinite(np.asarray(as_float, dtype=jax.numpy.dtype(dtype)))
+        if not finite:
+            largest = float(jax.numpy.finfo(dtype).max)
+            raise UserError(
+                f"config.{name}={value!r} is infinite in {dtype}, where training computes it "
+                f"(its largest value is {largest:.4g}): give a finite number {interval}."
+            )
+    if not (value > low if open_low else value >= low) or not (
+        value < high if open_high else value <= high
+    ):
+        raise UserError(f"config.{name}={value!r} must be a number {interval}.")
 
 
 def check_config(config: ml_collections.ConfigDict) -> GPTConfig:
@@ -87,46 +125,54 @@ def check_config(config: ml_collections.ConfigDict) -> GPTConfig:
       The model's GPTConfig (itself validated).
 
     Raises:
-      ValueError: on the first invalid value, naming the key and the valid range.
+      UserError: on the first invalid value, naming the key and the valid range.
     """
     problem = _keys_problem(config)
     if problem:
-        raise ValueError(f"the config does not match the training schema: {problem}.")
+        raise UserError(f"the config does not match the training schema: {problem}.")
     _int("seed", config.seed, 0)
     _real("data.val_fraction", config.data.val_fraction, 0, 1, open_low=True, open_high=True)
     tok = config.tokenizer
     if tok.pattern not in PATTERNS:
-        raise ValueError(
-            f"config.tokenizer.pattern={tok.pattern!r}: use one of {sorted(PATTERNS)}."
-        )
+        raise UserError(f"config.tokenizer.pattern={tok.pattern!r}: use one of {sorted(PATTERNS)}.")
     if not tok.path:
         _int("tokenizer.vocab_size", tok.vocab_size, 260)  # 256 bytes + 4 specials, no merges
+    # The model's float settings first (GPTConfig would choke on an infinite mlp_ratio), then
+    # the model, whose compute dtype the optimizer's settings must also be finite in.
+    _real("model.mlp_ratio", config.model.mlp_ratio, 0, open_low=True)
+    _real("model.dropout", config.model.dropout, 0, 1, open_high=True)
+    with as_user_error():
+        model_config = GPTConfig(**config.model)
+    dtypes = tuple(dict.fromkeys(("float32", model_config.dtype)))
     opt = config.opt
-    _real("opt.lr", opt.lr, 0, math.inf, open_low=True)
-    _real("opt.min_lr", opt.min_lr, 0, opt.lr)
+    _real("opt.lr", opt.lr, 0, open_low=True, dtypes=dtypes)
+    _real("opt.min_lr", opt.min_lr, 0, opt.lr, dtypes=dtypes)
     _int("opt.warmup_steps", opt.warmup_steps, 0)
-    _real("opt.weight_decay", opt.weight_decay, 0, math.inf)
-    _real("opt.beta1", opt.beta1, 0, 1, open_high=True)
-    _real("opt.beta2", opt.beta2, 0, 1, open_high=True)
-    _real("opt.grad_clip", opt.grad_clip, 0, math.inf)  # 0 disables clipping
+    _real("opt.weight_decay", opt.weight_decay, 0, dtypes=dtypes)
+    _real("opt.beta1", opt.beta1, 0, 1, open_high=True, dtypes=dtypes)
+    _real("opt.beta2", opt.beta2, 0, 1, open_high=True, dtypes=dtypes)
+    _real("opt.grad_clip", opt.grad_clip, 0, dtypes=dtypes)  # 0 disables clipping
     train = config.train
     for key in SCHEMA["train"]:
         _int(f"train.{key}", train[key], 1)
     if train.batch_size % train.grad_accum:
-        raise ValueError(
+        raise UserError(
             f"config.train.batch_size={train.batch_size} is not divisible by "
             f"train.grad_accum={train.grad_accum}: the batch is cut into grad_accum equal "
             "micro-batches."
         )
     # The mesh against the devices present, and the batch against the mesh.
-    sharding.check_batch_size(train.batch_size, train.grad_accum, sharding.make_mesh(config.mesh))
+    with as_user_error():
+        mesh = sharding.make_mesh(config.mesh)
+        sharding.check_batch_size(train.batch_size, train.grad_accum, mesh)
     sample = config.sample
     _int("sample.max_new_tokens", sample.max_new_tokens, 0)
     _int("sample.num_samples", sample.num_samples, 0)
     if not isinstance(sample.prompt, str):
-        raise ValueError(f"config.sample.prompt={sample.prompt!r} must be a string.")
-    check_sampling_args(sample.temperature, sample.top_k, sample.top_p)
-    return GPTConfig(**config.model)
+        raise UserError(f"config.sample.prompt={sample.prompt!r} must be a string.")
+    with as_user_error():
+        check_sampling_args(sample.temperature, sample.top_k, sample.top_p)
+    return model_config
 
 
 def flat(config: dict, prefix: str = "") -> dict[str, Any]:
@@ -158,14 +204,14 @@ def check_resume_config(saved: dict, config: ml_collections.ConfigDict) -> list[
       Lines describing the (safe) changes, empty when nothing changed.
 
     Raises:
-      ValueError: when a key outside SAFE_ON_RESUME changed; the message shows the diff.
+      UserError: when a key outside SAFE_ON_RESUME changed; the message shows the diff.
     """
     current = json.loads(config.to_json())
     diff = config_diff(saved, current)
     lines = [f"  {k}: {old!r} -> {new!r}" for k, old, new in diff]
     unsafe = [k for k, _, _ in diff if not k.startswith(SAFE_ON_RESUME)]
     if unsafe:
-        raise ValueError(
+        raise UserError(
             "this run directory was trained with a different config; changed keys:\n"
             + "\n".join(lines)
             + f"\n{', '.join(unsafe)} cannot change on resume (only {', '.join(SAFE_ON_RESUME)}"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gptjax import tokenizer as tk
+from gptjax.errors import UserError
 from gptjax.model import GPT
 from gptjax.model.config import GPTConfig
 from gptjax.runs import checkpoint
@@ -107,10 +108,11 @@ def test_load_for_inference(tmp_path):
 
 
 def test_load_for_inference_without_a_run_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="not a run directory"):
+    # UserError: the commands print it as one line, not a traceback.
+    with pytest.raises(UserError, match="not a run directory"):
         checkpoint.load_for_inference(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model": CFG}))
-    with pytest.raises(ValueError, match="no complete checkpoint"):
+    with pytest.raises(UserError, match="no complete checkpoint"):
         checkpoint.load_for_inference(tmp_path)
 
 

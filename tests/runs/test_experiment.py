@@ -5,26 +5,42 @@ The sweep runner end to end, through its command line, is tested in tests/test_e
 
 import ast
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-from tiny_runs import tiny_config
+from tiny_runs import PAIR, tiny_config, trained_pair
 
+from gptjax.errors import UserError
 from gptjax.model.config import GPTConfig
 from gptjax.runs import experiment
+from gptjax.runs.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "experiments").glob("*.py"))
 
 
-def test_workdir_with_another_config_is_refused(tmp_path):
+def test_workdir_with_another_config_is_refused(tmp_path, tmp_path_factory):
+    # A checkpointed run binds its config: a variant that changes n_head cannot resume it.
     workdir = tmp_path / "run"
-    workdir.mkdir()
-    (workdir / "config.json").write_text(tiny_config({"model.n_head": 1}).to_json())
-    with pytest.raises(
-        ValueError, match=r"different config; changed keys:\n  model.n_head: 1 -> 2"
-    ):
-        experiment.train_variant(tiny_config({"model.n_head": 2}), workdir)
+    shutil.copytree(trained_pair(tmp_path_factory)["a"], workdir)
+    changed = tiny_config({**PAIR["a"], "model.n_head": 4})
+    with pytest.raises(UserError, match=r"different config; changed keys:\n  model.n_head: 2 -> 4"):
+        experiment.train_variant(changed, workdir)
+
+
+def test_workdir_without_a_checkpoint_is_not_bound_yet(tmp_path, monkeypatch):
+    # A first attempt that failed before its first checkpoint left only its config: the variant
+    # with another config goes to the trainer (which replaces it), not to a refusal.
+    from gptjax.training import loop
+
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.create()
+    run_dir.write_config(json.loads(tiny_config({"model.n_head": 1}).to_json()))
+    calls = []
+    monkeypatch.setattr(loop, "train_and_evaluate", lambda config, w: calls.append(w))
+    status = experiment.train_variant(tiny_config({"model.n_head": 2}), run_dir.path)
+    assert status == "trained" and calls == [run_dir.path]
 
 
 def test_overrides_are_validated():

@@ -5,14 +5,21 @@ directory end to end. These check each file on its own, in tmp_path.
 """
 
 import json
+import os
+import re
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from gptjax import tokenizer as tk
+from gptjax.errors import UserError
 from gptjax.runs.rundir import RunDir, flatten, load_run, read_metrics, upgrade_config
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_layout_and_nothing_written_until_asked(tmp_path):
@@ -49,8 +56,82 @@ def test_config_and_run_info_round_trip_atomically(tmp_path):
 
 
 def test_a_folder_without_config_is_not_a_run(tmp_path):
-    with pytest.raises(ValueError, match="not a run directory: it has no config.json"):
+    with pytest.raises(UserError, match="not a run directory: it has no config.json"):
         RunDir(tmp_path).read_config()
+
+
+# Takes the lock of the folder argv[1], says so, and on a line of stdin dies holding it: os._exit
+# runs no `with` exit and closes nothing by hand, so only the kernel can release the lock.
+_HOLD_THE_LOCK = """
+import os, sys
+from gptjax.runs.rundir import RunDir
+
+with RunDir(sys.argv[1]).lock():
+    print("locked", flush=True)
+    sys.stdin.readline()
+    os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("death", ["os._exit", "SIGKILL"])
+def test_the_lock_is_exclusive_across_processes_and_dies_with_its_holder(tmp_path, death):
+    run_dir = RunDir(tmp_path / "run")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_LOCK, str(run_dir.path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        written = run_dir.lock_path.read_bytes()
+        holder_pattern = (
+            rf"pid {holder.pid} on {re.escape(socket.gethostname())}, "
+            r"since 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC"
+        )
+        assert re.fullmatch(holder_pattern + "\n", written.decode())
+        message = (
+            rf"another training run holds {re.escape(str(run_dir.path))} \({holder_pattern}\); "
+            "wait for it to finish or stop it, or use another --workdir"
+        )
+        with pytest.raises(UserError, match=f"^{message}$"), RunDir(run_dir.path).lock():
+            pytest.fail("took a lock that another process holds")
+        assert run_dir.lock_path.read_bytes() == written  # refused without writing anything
+        if death == "SIGKILL":
+            holder.kill()
+        else:
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+        holder.wait(timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died holding it: the lock is free, and this process now holds it.
+    with run_dir.lock():
+        assert run_dir.lock_path.read_text().startswith(f"pid {os.getpid()} on ")
+        # Locks belong to open files: even this process cannot take it a second time.
+        with pytest.raises(UserError, match=f"pid {os.getpid()} on "), run_dir.lock():
+            pass
+    with run_dir.lock():  # released at the end of the block
+        pass
+
+
+def test_discarding_an_attempt_without_checkpoint_keeps_only_the_config(tmp_path):
+    run_dir = RunDir(tmp_path)
+    run_dir.write_config({"seed": 0})
+    run_dir.write_run_info({"param_count": 7})
+    tok = tk.train(["some text to learn a few merges from " * 5], vocab_size=262, pattern="gpt4")
+    run_dir.save_tokenizer(tok)
+    writer = run_dir.metrics_writer()
+    writer.write(0, {"val_loss": 5.0})
+    writer.close()
+    run_dir.write_samples(["The end"])
+    (tmp_path / "notes.txt").write_text("the user's own file")
+    removed = run_dir.discard_unsaved_attempt()
+    assert sorted(removed) == [
+        "metrics.jsonl", "run_info.json", "samples.txt", "tb", "tokenizer.bpe"
+    ]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "notes.txt"]
+    assert run_dir.discard_unsaved_attempt() == []
 
 
 def test_a_config_saved_with_model_attention_reads_as_the_fast_kernels(tmp_path):

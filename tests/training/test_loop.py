@@ -1,11 +1,15 @@
-"""Tests of gptjax.training.loop: a real run, exact resume across processes, stops, bad input."""
+"""Tests of gptjax.training.loop: a real run, exact resume across processes, stops, bad input,
+one trainer per run directory, configs bound by the first checkpoint, no NaN ever saved."""
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import jax
@@ -13,8 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gptjax import tokenizer as tk
+from gptjax.errors import UserError
 from gptjax.runs import checkpoint, rundir
-from gptjax.runs.rundir import RunDir
+from gptjax.runs.rundir import RunDir, read_metrics
 from gptjax.training import loop as train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,11 +76,14 @@ def _config(tmp_path, **extra):
     return namespace["get_config"]()
 
 
-def _run_main(tmp_path, workdir) -> subprocess.CompletedProcess:
-    """``python -m gptjax.main`` on `_config_file` in a new process."""
+def _main_args(tmp_path, workdir, *flags) -> list[str]:
+    return ["--config", str(_config_file(tmp_path)), "--workdir", str(workdir), *flags]
+
+
+def _run_main(tmp_path, workdir, *flags) -> subprocess.CompletedProcess:
+    """``python -m gptjax.main`` on `_config_file` (then ``flags``) in a new process."""
     return subprocess.run(
-        [sys.executable, "-m", "gptjax.main", "--config", str(_config_file(tmp_path)),
-         "--workdir", str(workdir)],
+        [sys.executable, "-m", "gptjax.main", *_main_args(tmp_path, workdir, *flags)],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
@@ -164,13 +173,20 @@ def test_exact_resume_in_a_new_process_after_ctrl_c(tmp_path, monkeypatch):
     assert again.returncode == 0 and "already finished" in again.stdout
 
 
-def test_config_changes_on_resume(tmp_path):
+def test_config_changes_on_resume(tmp_path, capsys):
     workdir = tmp_path / "run"
     train.train_and_evaluate(_config(tmp_path, **{"train.steps": 4}), workdir)
-    with pytest.raises(ValueError, match=r"opt\.lr: 0\.002 -> 0\.01"):
+    with pytest.raises(UserError, match=r"opt\.lr: 0\.002 -> 0\.01"):
         train.train_and_evaluate(_config(tmp_path, **{"opt.lr": 0.01}), workdir)
     # more steps and another logging cadence are safe
     train.train_and_evaluate(_config(tmp_path, **{"train.steps": 8, "train.log_every": 2}), workdir)
+    assert RunDir(workdir).latest_step() == 8
+    assert RunDir(workdir).read_config()["train"]["steps"] == 8
+    # Fewer steps than trained: nothing to do, and config.json keeps describing the checkpoints.
+    capsys.readouterr()
+    train.train_and_evaluate(_config(tmp_path, **{"train.steps": 4, "train.log_every": 2}), workdir)
+    assert "is already past train.steps=4: it has trained 8 steps" in capsys.readouterr().out
+    assert RunDir(workdir).read_config()["train"]["steps"] == 8
     assert RunDir(workdir).latest_step() == 8
 
 
@@ -227,3 +243,182 @@ def test_a_tokenizer_that_does_not_fit_the_model(tmp_path, monkeypatch):
     config = _config(tmp_path, **{"tokenizer.path": str(path)})  # model.vocab_size is 270
     with pytest.raises(ValueError, match="vocab_size=280"):
         train.train_and_evaluate(config, tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "poison, at, checkpoint_every",
+    [
+        ("params", 16, 8),  # found before the evaluation of step 16 (which would be NaN)
+        ("opt_state", 12, 4),  # found before the save of step 12, not an evaluation step
+    ],
+)
+def test_a_non_finite_state_is_never_saved(tmp_path, monkeypatch, poison, at, checkpoint_every):
+    real = train.train_steps
+
+    def poisoned(state, batches):
+        state, metrics = real(state, batches)
+        # The call that ends at step `at` logs finite losses (computed before its updates) but
+        # leaves NaN in the parameters, or only in the optimizer moments, which no loss sees.
+        nan = jnp.where(state.step >= at, jnp.nan, 1.0)
+        tree = jax.tree.map(
+            lambda x: x * nan.astype(x.dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+            getattr(state, poison),
+        )
+        return state.replace(**{poison: tree}), metrics
+
+    monkeypatch.setattr(train, "train_steps", poisoned)
+    workdir = tmp_path / "run"
+    config = _config(tmp_path, **{"train.checkpoint_every": checkpoint_every})
+    with pytest.raises(train.TrainingDiverged) as error:
+        train.train_and_evaluate(config, workdir)
+    assert str(error.value).startswith(
+        f"the parameters or optimizer moments became non-finite by step {at}, though the losses "
+        "were finite; nothing after step 8 was saved"
+    )
+    assert RunDir(workdir).latest_step() == 8
+    assert max(int(p.name) for p in RunDir(workdir).checkpoint_dir.iterdir()) == 8
+    losses, _ = _losses(workdir)
+    assert sorted(losses) == list(range(1, at + 1))  # the losses were finite up to `at`
+    _, params, _ = checkpoint.load_for_inference(workdir)
+    assert all(np.isfinite(p).all() for p in jax.tree.leaves(params))
+
+
+def test_a_run_that_diverges_at_once_saves_nothing_and_the_fixed_rerun_starts_afresh(tmp_path):
+    # lr=1e30 is finite in float32, so the config is valid, and the first loss (before any
+    # update) is finite; the update leaves finite parameters near 1e28, which the evaluation
+    # turns into NaN.
+    workdir = tmp_path / "run"
+    flags = ("--config.train.steps=1", "--config.sample.num_samples=0")
+    failed = _run_main(tmp_path, workdir, *flags, "--config.opt.lr=1e30")
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, failed.stderr[-3000:]
+    assert errors[0].startswith("error: the evaluation loss became non-finite at step 1 ")
+    assert "no checkpoint was saved" in errors[0] and "Traceback" not in failed.stderr
+    assert RunDir(workdir).latest_step() is None
+    assert not RunDir(workdir).checkpoint_dir.exists() or not any(
+        RunDir(workdir).checkpoint_dir.iterdir()
+    )
+    # Its advice: lower opt.lr and rerun; the same --workdir takes the new config.
+    assert "Lower opt.lr" in errors[0] and "this --workdir has no checkpoint yet" in errors[0]
+    config = _config(tmp_path, **{"train.steps": 1, "sample.num_samples": 0})  # opt.lr 2e-3
+    train.train_and_evaluate(config, workdir)
+    assert RunDir(workdir).latest_step() == 1
+    assert RunDir(workdir).read_config()["opt"]["lr"] == 2e-3
+    _, rows = _losses(workdir)
+    assert [r["step"] for r in rows] == [0, 1]  # the failed attempt's step 0 is gone
+    assert all(np.isfinite(r["val_loss"]) for r in rows)
+
+
+def test_following_the_vocab_size_advice_reruns_in_the_same_workdir(tmp_path):
+    path = tmp_path / "big.bpe"
+    from pydoc_data.topics import topics
+
+    tk.save(tk.train([topics["assert"]], vocab_size=280, pattern="gpt4"), path)
+    workdir = tmp_path / "run"
+    flags = (f"--config.tokenizer.path={path}", "--config.sample.num_samples=0")
+    failed = _run_main(tmp_path, workdir, *flags)  # model.vocab_size is 270
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    advice = re.search(r"set (--config\.model\.vocab_size=\d+) or more", failed.stderr)
+    assert advice, failed.stderr[-3000:]
+    assert RunDir(workdir).read_config()["model"]["vocab_size"] == 270  # the failed attempt's
+    done = _run_main(tmp_path, workdir, *flags, advice.group(1))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no checkpoint yet, so this config replaces" in done.stdout
+    assert RunDir(workdir).read_config()["model"]["vocab_size"] == 280
+    assert RunDir(workdir).latest_step() == 16
+
+
+def test_a_corrected_config_does_not_reuse_the_failed_attempts_tokenizer(tmp_path, capsys):
+    small = tmp_path / "small.txt"
+    from pydoc_data.topics import topics
+
+    small.write_text(topics["assert"][:3000])
+    workdir = tmp_path / "run"
+    overrides = {"data.corpus": str(small), "tokenizer.vocab_size": 280}
+    with pytest.raises(UserError, match="fewer than one block") as error:
+        train.train_and_evaluate(
+            _config(tmp_path, **overrides, **{"model.block_size": 4096}), workdir
+        )
+    assert "a smaller model.block_size" in str(error.value)  # the advice, followed below
+    assert RunDir(workdir).load_tokenizer().vocab_size == 280  # the attempt saved its tokenizer
+    # Also another tokenizer size: a tokenizer trained under the old settings must not be reused.
+    fixed = {**overrides, "tokenizer.vocab_size": 272, "train.steps": 2, "sample.num_samples": 0}
+    train.train_and_evaluate(_config(tmp_path, **fixed), workdir)
+    out = capsys.readouterr().out
+    assert "model.block_size: 4096 -> 16" in out and "removed the earlier attempt's" in out
+    assert RunDir(workdir).load_tokenizer().vocab_size == 272
+    assert RunDir(workdir).read_config()["model"]["block_size"] == 16
+    assert RunDir(workdir).latest_step() == 2
+
+
+# The first run of the lock test: `python -m gptjax.main`, which pauses once it has logged step 4
+# until the file argv[1] exists, so that the second run surely meets it, however fast the machine.
+_PAUSED_MAIN = """
+import runpy, sys, time
+from pathlib import Path
+from gptjax.runs import rundir
+
+go = Path(sys.argv.pop(1))
+write = rundir.MetricsWriter.write
+
+
+def write_then_wait(self, step, values):
+    write(self, step, values)
+    deadline = time.monotonic() + 240
+    while step == 4 and not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+rundir.MetricsWriter.write = write_then_wait
+runpy.run_module("gptjax.main", run_name="__main__", alter_sys=True)
+"""
+
+
+def _files(workdir: Path) -> dict:
+    # tb/ is left out: the running trainer's TensorBoard writer flushes in a thread of its own.
+    return {
+        p.relative_to(workdir): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(workdir.rglob("*"))
+        if p.is_file() and "tb" not in p.relative_to(workdir).parts
+    }
+
+
+def test_a_second_trainer_on_a_running_workdir_is_refused_and_changes_nothing(tmp_path):
+    workdir, go = tmp_path / "run", tmp_path / "go"
+    driver = tmp_path / "paused_main.py"
+    driver.write_text(_PAUSED_MAIN)
+    no_samples = "--config.sample.num_samples=0"
+    with open(tmp_path / "first.out", "w") as out, open(tmp_path / "first.err", "w") as err:
+        first = subprocess.Popen(
+            [sys.executable, str(driver), str(go), *_main_args(tmp_path, workdir, no_samples)],
+            stdout=out, stderr=err, text=True, cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not any(r["step"] == 4 for r in read_metrics(workdir / "metrics.jsonl")):
+            assert first.poll() is None, (tmp_path / "first.err").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the first run never logged step 4"
+            time.sleep(0.1)
+        before = _files(workdir)
+        second = _run_main(tmp_path, workdir, no_samples)
+        assert _files(workdir) == before  # not a byte, not a timestamp
+    finally:
+        go.touch()
+        first.wait(timeout=300)
+    assert second.returncode == 2, second.stderr[-3000:]
+    assert "Traceback" not in second.stderr
+    errors = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, second.stderr[-3000:]
+    assert errors[0].startswith(
+        f"error: another training run holds {workdir} "
+        f"(pid {first.pid} on {socket.gethostname()}, since "
+    )
+    assert errors[0].endswith("wait for it to finish or stop it, or use another --workdir")
+    assert first.returncode == 0, (tmp_path / "first.err").read_text()[-3000:]
+    _, rows = _losses(workdir)
+    assert [r["step"] for r in rows] == list(range(17))  # every step once
+    assert RunDir(workdir).latest_step() == 16
+    with RunDir(workdir).lock():  # the first run has finished: the lock is free again
+        pass
