@@ -72,7 +72,7 @@ def test_sweep_skips_finished_resumes_interrupted_and_reports(
     assert report.startswith("# Experiment: pair\n\nThe two tiny runs")
     assert f"Command: `python -m gptjax.experiment {path} --runs-dir {runs_dir}`" in report
     assert "- Code: commit " in report and "- Machine: " in report
-    assert "Training budget: 256 tokens for every variant" in report  # 4 steps x 4 x 1 x 16
+    assert "Training budget: 256 tokens for every variant" in report  # 4 steps x 4 x 16
     assert "Config keys that differ: `model.n_head`, `opt.lr`." in report
     assert "## Own section\n\nvariants: a, b" in report
     assert "Config shared by every variant" in report and "\nmodel.n_embd = 32\n" in report

@@ -30,9 +30,10 @@ import ml_collections
 from gptjax.errors import UserError
 from gptjax.runs import compare, provenance
 from gptjax.runs.rundir import Run, RunDir, flatten, load_run
+from gptjax.training import ledger
 
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-BUDGET_KEYS = ("train.steps", "train.batch_size", "train.grad_accum", "model.block_size")
+BUDGET_KEYS = ("train.steps", "train.batch_size", "model.block_size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,11 +184,8 @@ def train_variant(config: ml_collections.ConfigDict, workdir: Path) -> str:
 
 
 def budget(config: Mapping[str, Any]) -> int:
-    """Tokens a run trains on: steps x batch_size x grad_accum x block_size."""
-    total = 1
-    for key in BUDGET_KEYS:
-        total *= config[key]
-    return total
+    """Tokens a run trains on: ``train.steps`` steps of ``gptjax.training.ledger``'s count."""
+    return ledger.tokens_seen(config, config["train.steps"])
 
 
 def held_fixed(runs: Sequence[Run]) -> str:

@@ -37,7 +37,7 @@ from gptjax.model import GPT, kernels
 from gptjax.model.config import GPTConfig
 from gptjax.runs import checkpoint
 from gptjax.runs.rundir import RunDir
-from gptjax.training import data, sharding
+from gptjax.training import data, ledger, sharding
 from gptjax.training.metrics import all_finite, eval_summary, measure_matmul_flops, mfu
 from gptjax.training.prepare import PreparedData, prepare_data
 from gptjax.training.run_config import check_config, check_resume_config, config_diff, run_info
@@ -207,7 +207,7 @@ class Trainer:
         # The rate of every step in one compiled call: evaluating the schedule op by op on the
         # host would compile each of its operations the first time.
         self.lr_by_step = np.asarray(jax.jit(schedule)(np.arange(train.steps)))
-        self.tokens_per_step = train.batch_size * model_config.block_size
+        self.tokens_per_step = ledger.tokens_per_step(train.batch_size, model_config.block_size)
         self.flops_per_token = model_config.flops_per_token()
         self.records: dict[int, dict] = {}
         self.rate_start = time.perf_counter()  # when the steps of the next tokens/s began

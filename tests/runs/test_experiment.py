@@ -9,12 +9,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tiny_runs import PAIR, tiny_config, trained_pair
+from tiny_runs import PAIR, tiny_config, trained_pair, write_run
 
 from gptjax.errors import UserError
 from gptjax.model.config import GPTConfig
 from gptjax.runs import experiment
-from gptjax.runs.rundir import RunDir
+from gptjax.runs.rundir import RunDir, load_run
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "experiments").glob("*.py"))
@@ -92,3 +92,24 @@ def test_gptjax_never_imports_experiments():
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n.split(".")[0] == "experiments" for n in names), source
+
+
+def test_the_budget_counts_the_tokens_fed_once(tmp_path, tmp_path_factory):
+    # train.batch_size is the whole batch of a step: 16 sequences in 1 micro-batch feed twice the
+    # tokens of 8 sequences in 2, and the report must say the variants differ.
+    base = {"train.steps": 10, "model.block_size": 64}
+    one = {**base, "train.batch_size": 16, "train.grad_accum": 1}
+    two = {**base, "train.batch_size": 8, "train.grad_accum": 2}
+    assert (experiment.budget(one), experiment.budget(two)) == (10 * 16 * 64, 10 * 8 * 64)
+    runs = []
+    for name, flat in (("one", one), ("two", two)):
+        nested = {"train": {}, "model": {}}
+        for key, value in flat.items():
+            group, field = key.split(".")
+            nested[group][field] = value
+        runs.append(load_run(write_run(tmp_path / name, nested, [])))
+    assert "one: 10,240, two: 5,120 tokens" in experiment.held_fixed(runs)
+    # The trainer's own count: the last tokens_seen of a real run is its budget.
+    run = load_run(trained_pair(tmp_path_factory)["a"])
+    assert run.metrics[-1]["tokens_seen"] == experiment.budget(run.config)
+    assert run.metrics[-1]["step"] == run.config["train.steps"]
