@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gptjax.runs import compare
-from gptjax.runs.rundir import load_run
+from gptjax.runs.run import load_run
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -12,7 +12,7 @@ from tiny_runs import assert_valid_png, trained_pair, write_run
 
 from gptjax import compare as cli
 from gptjax.runs import compare
-from gptjax.runs.rundir import load_run
+from gptjax.runs.run import load_run
 
 
 @pytest.fixture

@@ -127,7 +127,13 @@ LAYERS = [
     ("training", {n for n in MODULES if n.startswith("gptjax.training")}),
     (
         "run storage",
-        {"gptjax.runs", "gptjax.runs.rundir", "gptjax.runs.checkpoint", "gptjax.runs.provenance"},
+        {
+            "gptjax.runs",
+            "gptjax.runs.rundir",
+            "gptjax.runs.checkpoint",
+            "gptjax.runs.run",
+            "gptjax.runs.provenance",
+        },
     ),  # fmt: skip
     ("generation", {n for n in MODULES if n.startswith("gptjax.generation")}),
     ("tokenizer", {n for n in MODULES if n.startswith("gptjax.tokenizer")} - COMMANDS),

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from gptjax.runs.experiment import config_from_file  # noqa: E402
-from gptjax.runs.rundir import load_run  # noqa: E402
+from gptjax.runs.run import load_run  # noqa: E402
 from gptjax.training.loop import train_and_evaluate  # noqa: E402
 from gptjax.training.metrics import measure_matmul_flops  # noqa: E402
 

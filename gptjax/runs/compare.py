@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gptjax.runs import plots
-from gptjax.runs.rundir import Run
+from gptjax.runs.run import Run
 
 # Keys that are per-run bookkeeping rather than a choice being compared. The saved config holds
 # none today (the workdir and the commit live outside it), so nothing is excluded.

@@ -29,7 +29,8 @@ import ml_collections
 
 from gptjax.errors import UserError
 from gptjax.runs import compare, provenance
-from gptjax.runs.rundir import Run, RunDir, flatten, load_run
+from gptjax.runs.run import Run, flatten, load_run
+from gptjax.runs.rundir import RunDir
 from gptjax.training import ledger
 
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")

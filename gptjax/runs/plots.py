@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
-from gptjax.runs.rundir import Run  # noqa: E402
+from gptjax.runs.run import Run  # noqa: E402
 
 AXES = (("step", "training step"), ("tokens_seen", "tokens seen"), ("wall_time", "wall time (s)"))
 

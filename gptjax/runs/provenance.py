@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from gptjax.runs.rundir import Run
+from gptjax.runs.run import Run
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 

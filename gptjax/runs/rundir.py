@@ -16,13 +16,14 @@ A run directory is what ``python -m gptjax.main --workdir DIR`` trains into, and
 `RunDir` is the only code that knows these names and the only code that writes these files:
 training, data preparation and the sweeps ask it, so the layout is defined once. What goes
 inside a checkpoint is ``gptjax.runs.checkpoint``'s business; where checkpoints live, and which
-of them are complete, is this module's. `load_run` reads a whole run at once for comparing
-(`Run`).
+of them are complete, is this module's. Reading a whole run at once, to compare runs, is
+``gptjax.runs.run``'s.
 
 One run at a time: the trainer holds `RunDir.lock` (an exclusive ``flock``, which the kernel
 releases when the process dies, however it dies) from before it reads anything here until it has
 written its last file, so a second trainer on the same directory is refused at once. Readers
-(`load_run`, ``compare``, ``generate``) never take it: they read a run while it trains.
+(``compare``, ``generate``, ``gptjax.runs.run.load_run``) never take it: they read a run while
+it trains.
 
 A run directory binds its config once it holds a checkpoint. Before that, an attempt that failed
 (a bad corpus, a tokenizer too big for the model, a divergence at once) left nothing worth
@@ -34,7 +35,6 @@ TensorBoard are slow to import, so they are imported inside the methods that nee
 """
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -327,65 +327,6 @@ class MetricsWriter:
         self._tb.close()
 
 
-# Reading runs for comparison.
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """One run directory, as read at one moment.
-
-    Attributes:
-      path: the run directory.
-      config: the saved config flattened to dotted keys (``"model.n_head" -> 4``).
-      info: ``run_info.json`` as a dict, empty when the run has not written it yet.
-      metrics: the ``metrics.jsonl`` records in file order, empty when none were logged yet.
-    """
-
-    path: Path
-    config: Mapping[str, Any]
-    info: Mapping[str, Any]
-    metrics: Sequence[Mapping[str, Any]]
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def series(self, field: str, x: str = "step") -> tuple[list[float], list[float]]:
-        """Returns the (x, y) points of ``field`` over the records that have it.
-
-        Args:
-          field: a metrics field, e.g. ``"val_bpb"`` or ``"train_loss"``.
-          x: the field to use as abscissa: ``"step"``, ``"tokens_seen"`` or ``"wall_time"``.
-        """
-        rows = [r for r in self.metrics if field in r and x in r]
-        return [r[x] for r in rows], [r[field] for r in rows]
-
-    def last(self, field: str) -> Any:
-        """Returns the last logged value of ``field``, or None when it was never logged."""
-        for row in reversed(self.metrics):
-            if field in row:
-                return row[field]
-        return None
-
-
-def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flattens nested mappings to dotted keys.
-
-    >>> flatten({"seed": 0, "model": {"n_head": 4, "n_layer": 2}})
-    {'seed': 0, 'model.n_head': 4, 'model.n_layer': 2}
-
-    Lists stay values (turned into tuples so that values compare and hash alike).
-    """
-    flat: dict[str, Any] = {}
-    for key, value in nested.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, prefix=f"{dotted}."))
-        else:
-            flat[dotted] = tuple(value) if isinstance(value, list) else value
-    return flat
-
-
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Reads a JSON-lines metrics file, tolerating a last line that is still being written.
 
@@ -416,26 +357,3 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
             raise UserError(f"{path}:{number} is not a JSON object: {line[:80]!r}")
         records.append(record)
     return records
-
-
-def load_run(path: str | Path) -> Run:
-    """Reads a run directory.
-
-    Args:
-      path: the ``--workdir`` of a run, finished or in progress.
-
-    Returns:
-      The run as it is now on disk.
-
-    Raises:
-      UserError: ``path`` is not a directory, or has no ``config.json`` (so is not a run).
-    """
-    run_dir = RunDir(path)
-    if not run_dir.path.is_dir():
-        raise UserError(f"{path} is not a directory: give the --workdir of a training run")
-    return Run(
-        path=run_dir.path,
-        config=flatten(run_dir.read_config()),
-        info=run_dir.read_run_info(),
-        metrics=read_metrics(run_dir.metrics_path),
-    )

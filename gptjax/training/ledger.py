@@ -26,7 +26,7 @@ def tokens_seen(config: Mapping[str, Any], step: int) -> int:
 
     Args:
       config: the config flattened to dotted keys (``"train.batch_size" -> 16``), as
-        ``gptjax.runs.rundir.flatten`` gives it.
+        ``gptjax.runs.run.flatten`` gives it.
       step: optimisation steps done.
     """
     return step * tokens_per_step(config["train.batch_size"], config["model.block_size"])

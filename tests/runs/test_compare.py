@@ -8,7 +8,8 @@ import pytest
 from tiny_runs import write_run
 
 from gptjax.runs import compare
-from gptjax.runs.rundir import load_run, read_metrics
+from gptjax.runs.run import load_run
+from gptjax.runs.rundir import read_metrics
 
 
 def test_run_in_progress_reads_complete_lines(tmp_path):

@@ -14,7 +14,8 @@ from tiny_runs import PAIR, tiny_config, trained_pair, write_run
 from gptjax.errors import UserError
 from gptjax.model.config import GPTConfig
 from gptjax.runs import experiment
-from gptjax.runs.rundir import RunDir, load_run
+from gptjax.runs.run import load_run
+from gptjax.runs.rundir import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "experiments").glob("*.py"))

@@ -17,7 +17,8 @@ import pytest
 
 from gptjax import tokenizer as tk
 from gptjax.errors import UserError
-from gptjax.runs.rundir import RunDir, flatten, load_run, read_metrics, upgrade_config
+from gptjax.runs.run import flatten, load_run
+from gptjax.runs.rundir import RunDir, read_metrics, upgrade_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -213,7 +214,7 @@ def test_reading_runs_imports_neither_jax_nor_orbax(tmp_path):
     code = (
         "import sys\n"
         "import gptjax.compare\n"
-        "from gptjax.runs.rundir import RunDir, load_run\n"
+        "from gptjax.runs.rundir import RunDir\nfrom gptjax.runs.run import load_run\n"
         f"load_run({str(tmp_path)!r}); RunDir({str(tmp_path)!r}).latest_step()\n"
         "print(sorted({'jax', 'orbax', 'tensorboardX'} & {m.split('.')[0] for m in sys.modules}))"
     )
