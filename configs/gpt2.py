@@ -18,7 +18,12 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.data = dict(corpus="tinyshakespeare", val_fraction=0.1)
-    c.tokenizer = dict(path="$GPTJAX_DATA_DIR/gpt2.tiktoken", vocab_size=50257, pattern="gpt2")
+    c.tokenizer = dict(
+        path="$GPTJAX_DATA_DIR/gpt2.tiktoken",
+        vocab_size=50257,
+        pattern="gpt2",
+        specials="<|endoftext|>=50256",
+    )
     c.model = dict(
         vocab_size=50304,
         block_size=1024,

@@ -16,7 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.data = dict(corpus="tinyshakespeare", val_fraction=0.1)
-    c.tokenizer = dict(path="", vocab_size=1024, pattern="gpt4")
+    c.tokenizer = dict(path="", vocab_size=1024, pattern="gpt4", specials="")
     c.model = dict(
         vocab_size=c.tokenizer.get_ref("vocab_size"),
         block_size=256,

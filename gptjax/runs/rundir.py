@@ -82,14 +82,23 @@ def upgrade_config(saved: Mapping[str, Any]) -> dict[str, Any]:
     with the old key trained with what are now the fast kernels, so it reads as
     ``kernels="fast"``.
 
+    ``tokenizer.specials`` is new: runs saved without it read as ``specials=""`` (their
+    tokenizer is the run directory's own copy, which carries its specials).
+
     >>> upgrade_config({"seed": 0, "model": {"n_head": 4, "attention": "reference"}})
     {'seed': 0, 'model': {'n_head': 4, 'kernels': 'fast'}}
+    >>> upgrade_config({"tokenizer": {"path": ""}})
+    {'tokenizer': {'path': '', 'specials': ''}}
     """
+    saved = dict(saved)
     model = saved.get("model")
-    if not isinstance(model, Mapping) or "attention" not in model:
-        return dict(saved)
-    model = {key: value for key, value in model.items() if key != "attention"}
-    return {**saved, "model": {**model, "kernels": "fast"}}
+    if isinstance(model, Mapping) and "attention" in model:
+        model = {key: value for key, value in model.items() if key != "attention"}
+        saved["model"] = {**model, "kernels": "fast"}
+    tokenizer = saved.get("tokenizer")
+    if isinstance(tokenizer, Mapping) and "specials" not in tokenizer:
+        saved["tokenizer"] = {**tokenizer, "specials": ""}
+    return saved
 
 
 class RunDir:

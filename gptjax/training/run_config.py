@@ -34,7 +34,7 @@ from gptjax.training import sharding
 # Every key a training config declares (model keys are GPTConfig's fields).
 SCHEMA: dict[str, tuple[str, ...]] = {
     "data": ("corpus", "val_fraction"),
-    "tokenizer": ("path", "vocab_size", "pattern"),
+    "tokenizer": ("path", "vocab_size", "pattern", "specials"),
     "opt": ("lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip"),
     "train": (
         "steps", "batch_size", "grad_accum", "steps_per_call", "eval_every", "eval_batches",
