@@ -10,6 +10,7 @@ A run directory is what ``python -m gptjax.main --workdir DIR`` trains into, and
     metrics.jsonl    one JSON object per logged or evaluated step
     tb/              TensorBoard event files (the same metrics)
     checkpoints/     orbax checkpoints, one folder per saved step
+    damaged_checkpoints/  checkpoints that failed verification, set aside (never deleted)
     samples.txt      the samples printed at the end of training
     .lock            the lock of the run training here (`RunDir.lock`): its pid, host, start time
 
@@ -54,6 +55,7 @@ TOKENIZER_FILE = "tokenizer.bpe"
 METRICS_FILE = "metrics.jsonl"
 TB_DIR = "tb"
 CHECKPOINT_DIR = "checkpoints"
+DAMAGED_CHECKPOINT_DIR = "damaged_checkpoints"  # see RunDir.set_aside_checkpoint
 SAMPLES_FILE = "samples.txt"
 LOCK_FILE = ".lock"
 # The items of each checkpoint: the train state, and JSON facts about the run at that step.
@@ -289,6 +291,28 @@ class RunDir:
 
         steps = ocp.utils.checkpoint_steps(self.checkpoint_dir)  # finalised checkpoints only
         return max(steps) if steps else None
+
+    def checkpoint_steps(self) -> list[int]:
+        """The steps of every complete checkpoint, oldest first."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        import orbax.checkpoint as ocp
+
+        return sorted(ocp.utils.checkpoint_steps(self.checkpoint_dir))
+
+    def set_aside_checkpoint(self, step: int) -> Path:
+        """Moves the checkpoint at ``step`` into ``damaged_checkpoints/``, and returns where.
+
+        A damaged checkpoint is never deleted: moved out of ``checkpoints/``, it no longer
+        counts as the latest, the resumed run can save that step again, and its files stay for
+        whoever wants to look at them.
+        """
+        target = self.path / DAMAGED_CHECKPOINT_DIR / str(step)
+        if target.exists():  # set aside before: keep both
+            target = target.with_name(f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        target.parent.mkdir(exist_ok=True)
+        (self.checkpoint_dir / str(step)).rename(target)
+        return target
 
     def checkpoint_item(self, step: int, item: str) -> Path:
         """The folder of one item (see CHECKPOINT_ITEMS) of the checkpoint at ``step``."""

@@ -176,11 +176,11 @@ class Trainer:
             **config.opt, total_steps=train.steps, kernels=model_config.kernels
         )
         self.mesh = sharding.make_mesh(config.mesh)
-        resume_step = run_dir.latest_step()
-        self.manager = run_dir.checkpoint_manager(keep=train.keep_checkpoints)
-        self.state, state_sharding, meta = _initial_state(
-            config, model_config, tx, self.mesh, self.manager, resume_step
+        # Restored before the manager opens: a damaged checkpoint is set aside first.
+        self.state, state_sharding, meta, resume_step = _initial_state(
+            config, model_config, tx, self.mesh, run_dir
         )
+        self.manager = run_dir.checkpoint_manager(keep=train.keep_checkpoints)
         if resume_step is not None:
             print(f"resumed {run_dir.path} from step {resume_step}")
         self.last_saved = resume_step
@@ -447,14 +447,16 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-def _initial_state(config, model_config: GPTConfig, tx, mesh, manager, resume_step: int | None):
-    """The train state in its sharded layout: new, or restored from the checkpoint at a step.
+def _initial_state(config, model_config: GPTConfig, tx, mesh, run_dir: RunDir):
+    """The train state in its sharded layout: new, or restored from the newest intact checkpoint.
 
     Shapes first (nothing allocated), then the state is created directly in its sharded layout,
-    or, when resuming, read from the checkpoint into that layout without initialising it first.
+    or, when resuming, read from the checkpoint into that layout without initialising it first
+    (`checkpoint.restore_newest_intact`: a damaged newer checkpoint is set aside, never deleted).
 
     Returns:
-      (state, its sharding, the checkpoint's meta dict: ``{"wall_time": 0.0}`` for a new run).
+      (state, its sharding, the checkpoint's meta dict (``{"wall_time": 0.0}`` for a new run),
+      the step resumed from or None).
     """
     model = GPT(model_config)
     init = functools.partial(
@@ -465,17 +467,17 @@ def _initial_state(config, model_config: GPTConfig, tx, mesh, manager, resume_st
     boxed_params = jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens)["params"]
     abstract_state = jax.eval_shape(init)
     state_sharding = sharding.train_state_shardings(abstract_state, boxed_params, tx, mesh)
-    if resume_step is None:
+    if run_dir.latest_step() is None:
         options = kernels.compiler_options("init", model_config.kernels)
         state = jax.jit(init, out_shardings=state_sharding, compiler_options=options)()
-        return state, state_sharding, {"wall_time": 0.0}
+        return state, state_sharding, {"wall_time": 0.0}, None
     target = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract_state,
         state_sharding,
     )
-    state, meta = checkpoint.restore(manager, target, resume_step)
-    return state, state_sharding, meta
+    state, meta, step = checkpoint.restore_newest_intact(run_dir, target, say=tqdm.write)
+    return state, state_sharding, meta, step
 
 
 def _eval_sets(config, model_config: GPTConfig, prepared: PreparedData, mesh) -> dict:

@@ -422,3 +422,30 @@ def test_a_second_trainer_on_a_running_workdir_is_refused_and_changes_nothing(tm
     assert RunDir(workdir).latest_step() == 16
     with RunDir(workdir).lock():  # the first run has finished: the lock is free again
         pass
+
+
+def test_a_damaged_latest_checkpoint_is_skipped_and_the_run_replays_exactly(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    config = _config(tmp_path, **{"train.checkpoint_every": 4, "train.keep_checkpoints": 5})
+    train.train_and_evaluate(config, workdir)
+    _, params, _ = checkpoint.load_for_inference(workdir)
+    losses, _ = _losses(workdir)
+    # 64 bytes zeroed in the middle of the newest checkpoint's largest array file
+    newest = workdir / "checkpoints" / "16"
+    f = max((p for p in newest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    f.write_bytes(bytes(data))
+    damaged = f.read_bytes()
+
+    capsys.readouterr()
+    train.train_and_evaluate(config, workdir)  # the same command again
+    out = capsys.readouterr().out
+    assert re.search(r"checkpoint 16 is damaged \(.+\); moved to .+; resuming from 12", out)
+    assert "resumed" in out and "from step 12" in out
+    assert (workdir / "damaged_checkpoints" / "16" / f.relative_to(newest)).read_bytes() == damaged
+    # steps 13..16 trained again, bit for bit the same
+    assert _losses(workdir)[0] == losses
+    _, again, _ = checkpoint.load_for_inference(workdir)
+    for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(again), strict=True):
+        np.testing.assert_array_equal(x, y)
