@@ -4,8 +4,13 @@ The model predicts the next token, it is appended, and again: "Le chat" → "man
 "souris". The token-level machinery lives in two pure modules: ``gptjax.generation.sampling``
 (greedy, temperature, top-k, top-p) and ``gptjax.generation.decode`` (KV-cache prefill and the
 compiled decode loop, with the sliding window past ``block_size``). This module adds text: the
-prompt (an empty one starts from ``<bos>``; a too long one keeps its last window, with a
-warning), the decoding of new tokens and streaming. The command line is ``gptjax/generate.py``.
+prompt (a too long one keeps its last window, with a warning), the decoding of new tokens and
+streaming. The command line is ``gptjax/generate.py``.
+
+The tokenizer's document separator (``tok.separator``: ``<eos>`` in a gptjax vocabulary,
+``<|endoftext|>`` in GPT-2's) is the token the training stream puts between documents. So an
+empty prompt starts from it, where the model saw every document begin, and a sample stops when
+the model produces it, where the model saw every document end.
 
 Streaming runs the compiled loop a few tokens per call and decodes on the host as tokens arrive.
 A token is a byte sequence, and a multi-byte UTF-8 character ("é", "→") may be split across two
@@ -59,7 +64,7 @@ def model_fns(config: GPTConfig, num_tokens: int | None = None) -> tuple[Callabl
 
 
 def prompt_ids(tok: tk.Tokenizer, prompt: str, block_size: int) -> list[int]:
-    """Encodes a prompt for generation: ``<bos>`` when empty, its last window when too long.
+    """Encodes a prompt for generation: the separator when empty, its last window when too long.
 
     Special-token text in the prompt ("<eos>") is encoded as plain text.
 
@@ -73,10 +78,12 @@ def prompt_ids(tok: tk.Tokenizer, prompt: str, block_size: int) -> list[int]:
     """
     ids = tk.encode(tok, prompt, disallowed_special=())
     if not ids:
-        start = tok.bos_id if tok.bos_id is not None else tok.eos_id
-        if start is None:
-            raise ValueError("empty prompt and the vocabulary has no <bos> token: give a prompt")
-        ids = [start]
+        if tok.separator_id is None:
+            raise ValueError(
+                "an empty prompt starts from the document separator, and this vocabulary has "
+                "none (no <eos> or <|endoftext|>): give a prompt"
+            )
+        ids = [tok.separator_id]
     if len(ids) > block_size:
         warnings.warn(
             f"the prompt has {len(ids)} tokens, more than the model's context of {block_size}: "
@@ -107,8 +114,8 @@ def stream_text(
       model_config: the model's configuration.
       params: the model's parameters (the ``params`` collection).
       tok: the tokenizer the model was trained with.
-      prompt: the text to continue; "" starts from ``<bos>``.
-      max_new_tokens: tokens per sample, at most (a sample stops early at ``<eos>``).
+      prompt: the text to continue; "" starts from the separator (``<eos>``).
+      max_new_tokens: tokens per sample, at most (a sample stops early at the separator).
       temperature: 0 for greedy, else the softmax temperature.
       top_k: keep the k most likely tokens, 0 for all.
       top_p: nucleus sampling threshold in (0, 1], 1 for all.
@@ -144,7 +151,7 @@ def stream_text(
         top_k=top_k,
         top_p=top_p,
         seed=seed,
-        eos_id=tok.eos_id,
+        eos_id=tok.separator_id,
         chunk_size=chunk_size,
     )
     yield from decode_stream(tok, chunks, num_samples)
@@ -189,7 +196,8 @@ def generate_text(
       As ``stream_text``.
 
     Returns:
-      ``num_samples`` strings, each the prompt followed by its continuation (without ``<eos>``).
+      ``num_samples`` strings, each the prompt followed by its continuation (without the final
+      separator).
     """
     texts = [prompt] * num_samples
     for pieces in stream_text(

@@ -9,6 +9,7 @@ Pure functions over a frozen ``Tokenizer`` value, matching OpenAI's tiktoken tok
     ids = tk.encode(tok, "Le chat")            # tiktoken's special-token semantics
     text = tk.decode(tok, ids)
     tk.save(tok, "tokenizer.bpe"); tok = tk.load("tokenizer.bpe")
+    tok.separator_id                           # 259 (<eos>): joins documents, starts generation
     enc = tk.to_tiktoken(tok)                  # a tiktoken.Encoding, identical ids
     ids_T = tk.encode_corpus(tok, corpus)      # bulk, numpy, through tiktoken's engine
 
@@ -26,7 +27,15 @@ from gptjax.tokenizer.bridge import encode_corpus, to_tiktoken
 from gptjax.tokenizer.encoder import decode, decode_bytes, encode, encode_ordinary
 from gptjax.tokenizer.patterns import PATTERNS
 from gptjax.tokenizer.plain import train_plain
-from gptjax.tokenizer.serialization import load, load_tiktoken, read_utf8, save, save_tiktoken
+from gptjax.tokenizer.serialization import (
+    file_format,
+    load,
+    load_tiktoken,
+    read_ranks,
+    read_utf8,
+    save,
+    save_tiktoken,
+)
 from gptjax.tokenizer.trainer import train
 from gptjax.tokenizer.vocab import (
     BOS,
@@ -36,6 +45,8 @@ from gptjax.tokenizer.vocab import (
     PAD,
     UNK,
     Tokenizer,
+    parse_specials,
+    suggest_specials,
 )
 
 __all__ = [
@@ -52,11 +63,15 @@ __all__ = [
     "encode",
     "encode_corpus",
     "encode_ordinary",
+    "file_format",
     "load",
     "load_tiktoken",
+    "parse_specials",
+    "read_ranks",
     "read_utf8",
     "save",
     "save_tiktoken",
+    "suggest_specials",
     "to_tiktoken",
     "train",
     "train_plain",

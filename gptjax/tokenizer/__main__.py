@@ -9,36 +9,69 @@
 
 ``--tokenizer`` takes a gptjax file or a tiktoken rank file; for the latter add ``--pattern`` and
 ``--special NAME=ID`` (e.g. GPT-2: ``--pattern gpt2 --special '<|endoftext|>=50256'``).
-User mistakes print one ``error:`` line and exit with status 2; a parity mismatch exits 1.
+User mistakes (`gptjax.errors.UserError`) print one ``error:`` line and exit with status 2; a
+parity mismatch exits 1; any other error is a bug and keeps its traceback.
 """
 
 import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
 from gptjax import tokenizer as tk
+from gptjax.errors import UserError, as_user_error
 
 # Background colours cycled over tokens when stdout is a terminal.
 _COLOURS = ["\x1b[48;5;153m", "\x1b[48;5;222m", "\x1b[48;5;151m", "\x1b[48;5;217m"]
 _RESET = "\x1b[0m"
 
 
-def _parse_specials(items: list[str]) -> dict[str, int]:
-    specials = {}
-    for item in items:
-        name, sep, value = item.rpartition("=")
-        if not sep or not name or not value.isdigit():
-            raise ValueError(
-                f"--special expects NAME=ID (e.g. '<|endoftext|>=50256'), got {item!r}"
-            )
-        specials[name] = int(value)
-    return specials
-
-
 def _load(args) -> tk.Tokenizer:
-    specials = _parse_specials(args.special)
-    return tk.load(args.tokenizer, pattern=args.pattern, special_tokens=specials or None)
+    """The ``--tokenizer`` file, with ``--pattern`` and ``--special`` for a rank file only."""
+    with as_user_error():
+        # Repeated flags and comma-separated pairs alike: --special a=1 --special b=2, or a=1,b=2.
+        specials = tk.parse_specials(",".join(args.special), "--special")
+        if tk.file_format(args.tokenizer) == "bpe":
+            if args.pattern is not None or specials:
+                raise UserError(
+                    f"{args.tokenizer} is a gptjax .bpe file, which records its own pattern and "
+                    "special tokens: drop --pattern and --special"
+                )
+            return tk.load(args.tokenizer)
+        if args.pattern is None:
+            raise UserError(
+                f"{args.tokenizer} is a tiktoken rank file, which carries no pattern: add "
+                "--pattern (gpt2, gpt4 or none) and its special tokens, e.g. "
+                "--pattern gpt2 --special '<|endoftext|>=50256' for GPT-2"
+            )
+        return tk.load_tiktoken(args.tokenizer, args.pattern, specials)
+
+
+def _read_input(path: str | None) -> str:
+    """The text of ``--input``, or of stdin without one."""
+    if path is None:
+        data = sys.stdin.buffer.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(
+                f"stdin is not UTF-8: byte {e.start} (0x{data[e.start]:02x}) cannot be decoded. "
+                "Convert it to UTF-8 first (e.g. iconv -f latin1 -t utf-8)"
+            ) from None
+    with as_user_error():
+        return tk.read_utf8(path)
+
+
+def _check_text(text: str, flag: str) -> None:
+    """Refuses a command-line argument that held bytes that are not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        # Python hands such bytes over as lone surrogates, which no tokenizer can encode.
+        raise UserError(
+            f"{flag} is not valid UTF-8 text (character {e.start}); give UTF-8 text"
+        ) from None
 
 
 # Whitespace made visible in ``readable``; the tutorial writes a space as ␠.
@@ -73,13 +106,32 @@ def merge_printer():
     return on_merge
 
 
+def _check_out(out_text: str) -> None:
+    """Refuses an ``--out`` that cannot be written before training, not after."""
+    out = Path(out_text)
+    if out.is_dir():
+        raise UserError(
+            f"--out {out_text} is a folder; give the path of the file to write, e.g. "
+            f"--out {out / 'tok.bpe'}"
+        )
+    if not out.parent.is_dir():
+        problem = "is a file, not a folder" if out.parent.exists() else "does not exist"
+        advice = "choose another path" if out.parent.exists() else f"mkdir -p {out.parent} first"
+        raise UserError(f"--out {out_text}: the folder {out.parent} {problem}; {advice}")
+
+
 def cmd_train(args) -> int:
-    texts = [tk.read_utf8(p) for p in args.input]
+    _check_out(args.out)
+    texts = [_read_input(p) for p in args.input]
     on_merge = merge_printer() if args.verbose else None
     start = time.perf_counter()
-    tok = tk.train(texts, args.vocab_size, args.pattern, on_merge=on_merge)
+    with as_user_error():  # a vocab_size the corpus cannot give, an empty corpus
+        tok = tk.train(texts, args.vocab_size, args.pattern, on_merge=on_merge)
     seconds = time.perf_counter() - start
-    tk.save(tok, args.out)
+    try:
+        tk.save(tok, args.out)
+    except OSError as e:
+        raise UserError(f"cannot write --out {args.out}: {e.strerror}") from None
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     print(
         f"trained {len(tok.merges)} merges (vocab_size {tok.vocab_size}, pattern {tok.pattern}) "
@@ -88,21 +140,42 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _first_special(tok: tk.Tokenizer, text: str) -> tuple[int, str] | None:
+    """The first special-token text in ``text`` and where it starts, or None."""
+    found = [(text.find(s), s) for s in tok.special_tokens if s in text]
+    return min(found, key=lambda f: (f[0], -len(f[1]))) if found else None
+
+
 def cmd_encode(args) -> int:
     tok = _load(args)
-    text = tk.read_utf8(args.input) if args.input else sys.stdin.read()
+    text = _read_input(args.input)
+    if not args.allow_special and (found := _first_special(tok, text)):
+        index, special = found
+        raise UserError(
+            f"the text contains the special token {special!r} at character {index}: pass "
+            f"--allow-special to encode it as its id ({tok.special_tokens[special]})"
+        )
     allowed = "all" if args.allow_special else frozenset()
-    print(" ".join(map(str, tk.encode(tok, text, allowed_special=allowed))))
+    ids = tk.encode(tok, text, allowed_special=allowed, disallowed_special=())
+    print(" ".join(map(str, ids)))
     return 0
 
 
 def cmd_decode(args) -> int:
     tok = _load(args)
-    words = (tk.read_utf8(args.input) if args.input else sys.stdin.read()).split()
-    if not all(w.isdigit() for w in words):
-        bad = next(w for w in words if not w.isdigit())
-        raise ValueError(f"decode reads token ids separated by spaces; {bad!r} is not an id")
-    sys.stdout.write(tk.decode(tok, [int(w) for w in words]))
+    words = _read_input(args.input).split()
+    # isdigit alone accepts "²", which int() refuses.
+    bad = next((w for w in words if not (w.isascii() and w.isdigit())), None)
+    if bad is not None:
+        raise UserError(f"decode reads token ids separated by spaces; {bad!r} is not an id")
+    ids = [int(w) for w in words]
+    bad_id = next((i for i in ids if i >= tok.vocab_size), None)
+    if bad_id is not None:
+        raise UserError(
+            f"id {bad_id} is not in this vocabulary, whose ids are 0..{tok.vocab_size - 1}: "
+            "decode with the tokenizer that encoded the ids"
+        )
+    sys.stdout.write(tk.decode(tok, ids))
     return 0
 
 
@@ -119,6 +192,7 @@ def render(tok: tk.Tokenizer, ids: list[int], colour: bool) -> str:
 
 def cmd_show(args) -> int:
     tok = _load(args)
+    _check_text(args.text, "--text")
     ids = tk.encode(tok, args.text, allowed_special="all")
     n_bytes = len(args.text.encode("utf-8"))
     print(render(tok, ids, colour=sys.stdout.isatty()))
@@ -133,7 +207,7 @@ def cmd_parity(args) -> int:
     enc = tk.to_tiktoken(tok)
     ok = True
     for path in args.input:
-        text = tk.read_utf8(path)
+        text = _read_input(path)
         ours = tk.encode_ordinary(tok, text)
         theirs = enc.encode_ordinary(text)
         if ours == theirs:
@@ -179,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="NAME=ID",
-            help="for a .tiktoken file: a special token, repeatable",
+            help="for a .tiktoken file: a special token, repeatable (or NAME=ID,NAME=ID)",
         )
         p.set_defaults(func=func)
         return p
@@ -206,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown pattern {args.pattern!r}: use one of {', '.join(tk.PATTERNS)}")
     try:
         return args.func(args)
-    except ValueError as e:
+    except UserError as e:
         print(f"{parser.prog} {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -13,10 +13,14 @@ gptjax's own format (``tokenizer.bpe`` in a run directory) is UTF-8 text, one re
 The first line names the format and its version; the last counts the specials and tokens, so a
 truncated file is caught. ``token ID BASE64`` gives a token's bytes; a
 learned token adds the two ids it was merged from. Specials are ``special ID TEXT`` (TEXT is the
-rest of the line). Loading checks everything and names the line of the first problem.
+rest of the line, which is why a special token cannot hold a line break). Loading checks
+everything and names the line of the first problem; a file whose line endings became Windows'
+``\r\n`` reads as the original.
 
 tiktoken's rank format (``.tiktoken``) is ``BASE64 RANK`` per line, mergeable tokens only: it
-carries neither the pattern nor the special tokens, so importing one needs both.
+carries neither the pattern nor the special tokens, so importing one needs both. A token or a
+rank listed twice is refused (tiktoken would silently keep one of the two), and so is a special
+token whose id is a rank of the file.
 """
 
 import base64
@@ -25,7 +29,7 @@ import os
 from collections.abc import Mapping
 
 from gptjax.tokenizer import patterns
-from gptjax.tokenizer.vocab import Tokenizer
+from gptjax.tokenizer.vocab import Tokenizer, suggest_specials
 
 MAGIC = "gptjax-bpe"
 VERSION = 1
@@ -47,18 +51,22 @@ def save(tok: Tokenizer, path: str | os.PathLike) -> None:
         f.write("\n".join(lines) + "\n")
 
 
+def _read_bytes(path, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {what} {os.fspath(path)!r}: {e.strerror}") from None
+
+
 def read_utf8(path, what: str = "file") -> str:
     """Reads a UTF-8 text file; one ValueError naming the file and the first bad byte otherwise.
 
     Args:
       path: the file.
-      what: how the message names it ("file", "corpus file", "tokenizer file").
+      what: how the message names it ("file", "corpus file").
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ValueError(f"cannot read {what} {os.fspath(path)!r}: {e.strerror}") from None
+    data = _read_bytes(path, what)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -68,9 +76,39 @@ def read_utf8(path, what: str = "file") -> str:
         ) from None
 
 
-def _is_rank_file(text: str) -> bool:
-    first = text.split("\n", 1)[0].split()
-    return len(first) == 2 and first[1].isdigit()
+def _not_a_tokenizer_file(where: str, why: str) -> ValueError:
+    return ValueError(
+        f"{where!r} is not a tokenizer file (neither a gptjax .bpe file, first line "
+        f"'{MAGIC} {VERSION}', nor a tiktoken rank file of 'BASE64 RANK' lines): {why}"
+    )
+
+
+def _read_tokenizer_file(path) -> tuple[str, str]:
+    """The text of a tokenizer file and its format, ``"bpe"`` or ``"tiktoken"``."""
+    data = _read_bytes(path, "tokenizer file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        # Both formats are text: a byte that is not UTF-8 means a model, an archive, a database.
+        why = f"byte {e.start} (0x{data[e.start]:02x}) is not text"
+        raise _not_a_tokenizer_file(os.fspath(path), why) from None
+    if text.startswith(MAGIC + " "):
+        return text, "bpe"
+    first_line = text.split("\n", 1)[0]
+    fields = first_line.split()
+    if len(fields) == 2 and fields[1].isdigit():
+        return text, "tiktoken"
+    why = f"its first line is {first_line[:40]!r}" if text else "it is empty"
+    raise _not_a_tokenizer_file(os.fspath(path), why)
+
+
+def file_format(path: str | os.PathLike) -> str:
+    """``"bpe"`` for a gptjax tokenizer file, ``"tiktoken"`` for a rank file.
+
+    Raises:
+      ValueError: the file cannot be read or is neither (a binary file, another text).
+    """
+    return _read_tokenizer_file(path)[1]
 
 
 def load(
@@ -88,25 +126,22 @@ def load(
     Returns:
       The Tokenizer.
     """
-    text = read_utf8(path, "tokenizer file")
-    if text.startswith(MAGIC + " "):
+    text, kind = _read_tokenizer_file(path)
+    if kind == "bpe":
         if pattern is not None or special_tokens:
             raise ValueError(
                 f"{os.fspath(path)!r} is a gptjax tokenizer file, which records its own pattern "
                 "and special tokens: do not pass pattern or special_tokens"
             )
         return _parse(text, os.fspath(path))
-    if _is_rank_file(text):
-        if pattern is None:
-            raise ValueError(
-                f"{os.fspath(path)!r} is a tiktoken rank file, which carries no pattern: pass "
-                "pattern (gpt2, gpt4 or none) and special_tokens, e.g. "
-                "pattern='gpt2', special_tokens={'<|endoftext|>': 50256} for GPT-2"
-            )
-        return _tokenizer_from_ranks(_parse_ranks(text, os.fspath(path)), pattern, special_tokens)
-    raise ValueError(
-        f"{os.fspath(path)!r} is neither a gptjax tokenizer file (first line "
-        f"'{MAGIC} {VERSION}') nor a tiktoken rank file ('BASE64 RANK' lines)"
+    if pattern is None:
+        raise ValueError(
+            f"{os.fspath(path)!r} is a tiktoken rank file, which carries no pattern: pass "
+            "pattern (gpt2, gpt4 or none) and special_tokens, e.g. "
+            "pattern='gpt2', special_tokens={'<|endoftext|>': 50256} for GPT-2"
+        )
+    return _tokenizer_from_ranks(
+        _parse_ranks(text, os.fspath(path)), pattern, special_tokens, os.fspath(path)
     )
 
 
@@ -119,6 +154,10 @@ def _corrupt(where: str, lineno: int, what: str) -> ValueError:
 
 def _parse(text: str, where: str) -> Tokenizer:
     lines = text.split("\n")
+    if lines[0].endswith("\r"):
+        # Windows line endings (an editor, git's autocrlf). Reading them is exact: no record
+        # ends in "\r" (ids, base64, pattern names; a special token cannot hold a line break).
+        lines = [line.removesuffix("\r") for line in lines]
     version = lines[0].split(" ", 1)[1]
     if version != str(VERSION):
         raise ValueError(
@@ -172,23 +211,78 @@ def _parse(text: str, where: str) -> Tokenizer:
 
 
 def _parse_ranks(text: str, where: str) -> dict[bytes, int]:
-    ranks = {}
+    ranks: dict[bytes, int] = {}
+    line_of_token: dict[bytes, int] = {}
+    token_of_rank: dict[int, tuple[bytes, int]] = {}
     for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line:
+        if not line.strip():
             continue
         try:
-            token, rank = line.split()
-            ranks[base64.b64decode(token, validate=True)] = int(rank)
+            token_text, rank_text = line.split()  # split() also drops a Windows "\r"
+            token, rank = base64.b64decode(token_text, validate=True), int(rank_text)
         except (ValueError, binascii.Error):
             raise ValueError(
                 f"{where}, line {lineno}: expected 'BASE64 RANK', got {line[:60]!r}; "
                 "the rank file is corrupted"
             ) from None
+        # tiktoken reads a rank file into a dict: a token listed twice would silently lose one
+        # of its ranks, and that id would have no token.
+        if token in line_of_token:
+            raise ValueError(
+                f"{where}: lines {line_of_token[token]} and {lineno} both hold the token "
+                f"{token!r} (ranks {ranks[token]} and {rank}); a rank file lists each token once: "
+                "the rank file is corrupted"
+            )
+        if rank in token_of_rank:
+            other, other_line = token_of_rank[rank]
+            raise ValueError(
+                f"{where}: lines {other_line} and {lineno} both give rank {rank} (to {other!r} "
+                f"and {token!r}); each rank names one token: the rank file is corrupted"
+            )
+        ranks[token], line_of_token[token], token_of_rank[rank] = rank, lineno, (token, lineno)
     return ranks
 
 
-def _tokenizer_from_ranks(ranks, pattern, special_tokens) -> Tokenizer:
-    return Tokenizer(patterns.check_pattern(pattern), ranks, dict(special_tokens or {}))
+def _tokenizer_from_ranks(ranks, pattern, special_tokens, where: str) -> Tokenizer:
+    pattern = patterns.check_pattern(pattern)
+    specials = dict(special_tokens or {})
+    token_of_rank = {rank: token for token, rank in ranks.items()}
+    suggestion = suggest_specials(ranks.values())
+    example = f" (for this file: {suggestion})" if suggestion else ""
+    for name, i in specials.items():
+        if i in token_of_rank:
+            raise ValueError(
+                f"special token {name!r} has id {i}, which {where} gives to the token "
+                f"{token_of_rank[i]!r} (rank {i}): give the special an id the file does not "
+                f"use{example}"
+            )
+    every_id = sorted(set(ranks.values()) | set(specials.values()))
+    if every_id and every_id[-1] != len(every_id) - 1:
+        gap = next(k for k, i in enumerate(every_id) if k != i)
+        raise ValueError(
+            f"{where}: no token has id {gap}, yet ids run up to {every_id[-1]}: a vocabulary "
+            f"has one token per id, so name a special token for each id the ranks leave "
+            f"unused{example}"
+        )
+    try:
+        return Tokenizer(pattern, ranks, specials)
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def read_ranks(path: str | os.PathLike) -> dict[bytes, int]:
+    """The token bytes -> rank table of a tiktoken rank file, as tiktoken's ``load_tiktoken_bpe``.
+
+    Raises:
+      ValueError: the file is not a rank file, or lists a token or a rank twice.
+    """
+    text, kind = _read_tokenizer_file(path)
+    if kind == "bpe":
+        raise ValueError(
+            f"{os.fspath(path)!r} is a gptjax tokenizer file, not a tiktoken rank file: read it "
+            "with load, which takes its pattern and special tokens from the file"
+        )
+    return _parse_ranks(text, os.fspath(path))
 
 
 def load_tiktoken(
@@ -199,14 +293,13 @@ def load_tiktoken(
     Args:
       path: the ``.tiktoken`` file.
       pattern: its pre-tokenization pattern name (``gpt2`` for GPT-2's ranks).
-      special_tokens: special token text -> id (``{"<|endoftext|>": 50256}`` for GPT-2).
+      special_tokens: special token text -> id (``{"<|endoftext|>": 50256}`` for GPT-2); their
+        ids must not be ranks of the file, and must fill every id the ranks leave unused.
 
     Returns:
       A Tokenizer whose ids are the file's ranks (no merges recorded).
     """
-    return _tokenizer_from_ranks(
-        _parse_ranks(read_utf8(path, "tokenizer file"), os.fspath(path)), pattern, special_tokens
-    )
+    return _tokenizer_from_ranks(read_ranks(path), pattern, special_tokens, os.fspath(path))
 
 
 def save_tiktoken(tok: Tokenizer, path: str | os.PathLike) -> None:

@@ -12,8 +12,11 @@ A corpus is a list of documents (strings):
 
 The text is split by characters: the last ``val_fraction`` is validation, and the tokenizer only
 ever sees the training part. Each split is encoded once, documents joined by the tokenizer's
-``<eos>``, into a uint16/uint32 array cached on disk under a key made of the corpus hash and the
-tokenizer hash (``$GPTJAX_CACHE_DIR``, default ``~/.cache/gptjax``).
+``separator`` (``<eos>`` for a gptjax tokenizer, ``<|endoftext|>`` for GPT-2's; an empty prompt
+starts generation from the same token), into a uint16/uint32 array cached on disk under a key
+made of the corpus hash and the tokenizer hash (``$GPTJAX_CACHE_DIR``, default
+``~/.cache/gptjax``). The cache only saves time: when it cannot be written (a read-only folder, a
+full disk) a one-line warning says so and the run goes on without it.
 
 Batches are a pure function of ``(seed, step)``: a resumed run draws exactly the batches an
 uninterrupted run would, without replaying or skipping anything.
@@ -23,8 +26,10 @@ import glob
 import hashlib
 import os
 import queue
+import sys
 import threading
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,6 +37,7 @@ import numpy as np
 
 import gptjax
 from gptjax import tokenizer as tk
+from gptjax.errors import UserError
 
 TINYSHAKESPEARE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -47,8 +53,34 @@ TRAIN_STREAM, VAL_EVAL_STREAM, TRAIN_EVAL_STREAM = 0, 1, 2
 
 
 def cache_dir() -> Path:
-    """The folder for downloaded corpora and encoded arrays (``$GPTJAX_CACHE_DIR``)."""
-    return Path(os.environ.get("GPTJAX_CACHE_DIR") or Path.home() / ".cache" / "gptjax")
+    """The folder for downloaded corpora and encoded arrays (``$GPTJAX_CACHE_DIR``).
+
+    Raises:
+      UserError: the folder's path names something else, such as a file.
+    """
+    env = os.environ.get("GPTJAX_CACHE_DIR")
+    path = Path(env or Path.home() / ".cache" / "gptjax")
+    if path.exists() and not path.is_dir():
+        where = f"GPTJAX_CACHE_DIR={env!r}" if env else f"the default cache folder {path}"
+        raise UserError(
+            f"{where} is a file, not a folder: set GPTJAX_CACHE_DIR to a folder (it is created "
+            "if missing) or to a path where nothing exists yet."
+        )
+    return path
+
+
+def _write_to_cache(path: Path, write: Callable, what: str) -> None:
+    """Writes a cache file, or warns in one line and goes on when the cache cannot be written."""
+    try:
+        _atomic_write(path, write)
+    except OSError as err:
+        print(
+            f"warning: cannot write the {what} into the cache {path.parent} "
+            f"({err.strerror or err}); going on without caching it (set GPTJAX_CACHE_DIR to a "
+            "writable folder to cache it)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _sha256(data: bytes) -> str:
@@ -77,7 +109,7 @@ def _tinyshakespeare() -> str:
         ) from err
     if _sha256(data) != TINYSHAKESPEARE_SHA256:
         raise ValueError(f"download of {TINYSHAKESPEARE_URL} failed its SHA-256 check.")
-    _atomic_write(cache_dir() / name, lambda f: f.write(data))
+    _write_to_cache(cache_dir() / name, lambda f: f.write(data), "downloaded corpus")
     return data.decode("utf-8")
 
 
@@ -162,19 +194,18 @@ def corpus_hash(docs: list[str]) -> str:
     return h.hexdigest()
 
 
-def separator_id(tok) -> int | None:
-    """The token that separates documents: ``<eos>``, else ``<bos>``, else none."""
-    return tok.eos_id if tok.eos_id is not None else tok.bos_id
-
-
 def encode_documents(tok, docs: list[str]) -> np.ndarray:
-    """Encodes documents through the tiktoken engine, joined by the separator token.
+    """Encodes documents through the tiktoken engine, joined by ``tok.separator_id``.
+
+    The separator is the tokenizer's, the token an empty prompt starts from (``<eos>`` in a
+    gptjax vocabulary): the model learns what follows it, the start of a document. A vocabulary
+    without one (no special token) gets the documents back to back.
 
     Returns:
       ids_N: uint16 when the vocabulary fits in 16 bits, else uint32.
     """
     dtype = np.uint16 if tok.vocab_size <= 2**16 else np.uint32
-    sep = separator_id(tok)
+    sep = tok.separator_id
     parts = []
     for i, doc in enumerate(docs):
         if i and sep is not None:
@@ -186,9 +217,13 @@ def encode_documents(tok, docs: list[str]) -> np.ndarray:
 def _atomic_write(path: Path, write: Callable) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)  # readers see the old file or the whole new one, never half of it
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)  # readers see the old file or the whole new one, never half of it
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave half a file behind
+        raise
 
 
 def encoded_splits(
@@ -208,14 +243,14 @@ def encoded_splits(
         :32
     ]
     path = cache_dir() / "tokens" / f"{key}.npz"
-    if path.is_file():
-        try:
-            with np.load(path) as cached:
-                return cached["train"], cached["val"]
-        except (OSError, ValueError, KeyError):
-            pass  # an unreadable cache entry is rebuilt below
+    try:
+        with np.load(path) as cached:
+            return cached["train"], cached["val"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # not cached yet, or an unreadable entry: encoded below
     train_ids, val_ids = encode_documents(tok, train_docs), encode_documents(tok, val_docs)
-    _atomic_write(path, lambda f: np.savez(f, train=train_ids, val=val_ids))
+    write = lambda f: np.savez(f, train=train_ids, val=val_ids)
+    _write_to_cache(path, write, "encoded corpus")
     return train_ids, val_ids
 
 

@@ -1,10 +1,11 @@
 """From a config to training data: corpus, tokenizer, encoded splits (tutorial part 9).
 
 The tokenizer is trained on the training split only (the validation text stays unseen), or
-loaded from ``tokenizer.path`` (a gptjax ``.bpe`` file or a tiktoken rank file such as GPT-2's
-``gpt2.tiktoken``). Either way the run directory keeps it (``RunDir.save_tokenizer``), and a
-resumed run loads that copy instead of training again. Every check here runs before anything is
-compiled, and a mistake in the corpus or the tokenizer is a `UserError`.
+loaded from ``tokenizer.path`` (a gptjax ``.bpe`` file, or a tiktoken rank file such as GPT-2's
+``gpt2.tiktoken`` with its special tokens from ``tokenizer.specials``). Either way the run
+directory keeps it (``RunDir.save_tokenizer``), and a resumed run loads that copy instead of
+training again. Every check here runs before anything is compiled, and a mistake in the corpus
+or the tokenizer is a `UserError`.
 """
 
 import dataclasses
@@ -19,7 +20,6 @@ from gptjax import tokenizer as tk
 from gptjax.errors import UserError, as_user_error
 from gptjax.model.config import GPTConfig
 from gptjax.runs.rundir import RunDir
-from gptjax.tokenizer.serialization import MAGIC
 from gptjax.training import data
 
 
@@ -39,20 +39,48 @@ class PreparedData:
     byte_lengths: np.ndarray
 
 
-def _load_tokenizer_file(path_text: str, pattern: str) -> tk.Tokenizer:
+_SPECIALS_FLAG = "--config.tokenizer.specials"
+
+
+def _load_tokenizer_file(path_text: str, pattern: str, specials_text: str) -> tk.Tokenizer:
+    """The tokenizer of ``tokenizer.path``: a gptjax ``.bpe`` file, or a rank file and its specials.
+
+    Raises:
+      ValueError: the file is missing or is not a tokenizer file; ``tokenizer.specials`` is given
+        for a ``.bpe`` file, missing or malformed for a rank file, or names no separator.
+    """
     path = Path(os.path.expandvars(path_text)).expanduser()
     if not path.is_file():
         raise UserError(
             f"config.tokenizer.path={path_text!r} ({path}) is not a file; give a tokenizer.bpe "
             "written by gptjax, a .tiktoken rank file, or '' to train one."
         )
-    with open(path, encoding="utf-8", errors="replace") as f:
-        head = f.read(len(MAGIC))
-    if head != MAGIC:
-        # A rank file carries no specials: GPT-2's convention puts <|endoftext|> right after them.
-        n_ranks = sum(1 for line in path.read_text().splitlines() if line.strip())
-        return tk.load_tiktoken(path, pattern, {"<|endoftext|>": n_ranks})
-    return tk.load(path)
+    if tk.file_format(path) == "bpe":
+        if specials_text:
+            raise UserError(
+                f"config.tokenizer.specials={specials_text!r}, but {path} is a gptjax .bpe file, "
+                f"which carries its own special tokens: set {_SPECIALS_FLAG}=''."
+            )
+        return tk.load(path)
+    specials = tk.parse_specials(specials_text, _SPECIALS_FLAG)
+    if not specials:
+        # A rank file has no special token, so none would separate the documents; and a rank
+        # file exported from a gptjax vocabulary leaves 256..259 unused, for the specials.
+        suggestion = tk.suggest_specials(tk.read_ranks(path).values())
+        if suggestion is None:  # ranks with many gaps: the loader refuses, naming the first
+            tk.load_tiktoken(path, pattern)
+        raise UserError(
+            f"{path} is a tiktoken rank file, which carries no special tokens: name them with "
+            f"{_SPECIALS_FLAG}='{suggestion}'."
+        )
+    tok = tk.load_tiktoken(path, pattern, specials)
+    if tok.separator is None:
+        raise UserError(
+            f"config.tokenizer.specials={specials_text!r} names several special tokens and none "
+            f"is <|endoftext|> or <eos>, so none is the document separator: name it "
+            "<|endoftext|> (or give one special token only)."
+        )
+    return tok
 
 
 def prepare_tokenizer(
@@ -60,16 +88,28 @@ def prepare_tokenizer(
 ) -> tk.Tokenizer:
     """The run's tokenizer: the run directory's copy if present, else loaded or trained, saved.
 
+    ``tokenizer.specials`` names the special tokens of a rank file (``NAME=ID,...``; GPT-2:
+    ``<|endoftext|>=50256``), which carries none; it is "" for a ``.bpe`` file or a trained
+    tokenizer, which have their own. Documents are joined by the tokenizer's ``separator``.
+
     Raises:
-      UserError: the tokenizer file is missing or unreadable, or the training split cannot train
-        a tokenizer of ``tokenizer.vocab_size`` tokens.
+      UserError: the tokenizer file is missing or unreadable, ``tokenizer.specials`` does not fit
+        it, or the training split cannot train a tokenizer of ``tokenizer.vocab_size`` tokens.
     """
     if run_dir.tokenizer_path.is_file():
         with as_user_error():  # a copy damaged by hand
             return run_dir.load_tokenizer()
     if config.tokenizer.path:
         with as_user_error():
-            tok = _load_tokenizer_file(config.tokenizer.path, config.tokenizer.pattern)
+            tok = _load_tokenizer_file(
+                config.tokenizer.path, config.tokenizer.pattern, config.tokenizer.specials
+            )
+    elif config.tokenizer.specials:
+        raise UserError(
+            f"config.tokenizer.specials={config.tokenizer.specials!r}, but this run trains its "
+            f"tokenizer, which has gptjax's own special tokens (<pad> <unk> <bos> <eos>): set "
+            f"{_SPECIALS_FLAG}='' (specials are for a tiktoken rank file in tokenizer.path)."
+        )
     else:
         print(
             f"training a {config.tokenizer.vocab_size}-token BPE tokenizer "

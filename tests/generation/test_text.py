@@ -14,6 +14,7 @@ from gptjax.generation import decode
 from gptjax.generation import text as generate
 from gptjax.model import GPT
 from gptjax.model.config import GPTConfig
+from gptjax.training import data
 
 W = 16  # block size: 40 new tokens slide the context several times
 TEXT = "Le chat mange la souris. L'élève répond : « où ? » → ici, café crème. " * 30
@@ -86,10 +87,51 @@ def test_greedy_text_is_the_prompt_and_the_decoded_reference(tok, model):
     assert text == prompt + tk.decode(tok, expected)
 
 
-def test_empty_prompt_starts_from_bos(tok, model):
+def _between_documents(tok, docs) -> int:
+    """The token that the training stream puts after the first document, found in the stream."""
+    stream = data.encode_documents(tok, docs)
+    first = len(tk.encode_corpus(tok, docs[0]))
+    assert tk.decode(tok, stream[first + 1 :].tolist()) == "".join(docs[1:])  # one token between
+    return int(stream[first])
+
+
+DOCS = ["Le chat mange la souris.", "L'élève répond : où ?"]
+
+
+def test_empty_prompt_starts_from_the_token_between_training_documents(tok, model):
     cfg, params = model
+    between = _between_documents(tok, DOCS)
+    assert generate.prompt_ids(tok, "", W) == [between] == [tok.separator_id]
     (text,) = generate.generate_text(cfg, params, tok, "", max_new_tokens=12, temperature=0.0)
-    assert text == tk.decode(tok, reference_greedy(cfg, params, [tok.bos_id], 12, tok.eos_id))
+    assert text == tk.decode(tok, reference_greedy(cfg, params, [between], 12, between))
+
+
+def test_empty_prompt_of_gpt2_and_single_special_vocabularies(data_file):
+    gpt2 = tk.load_tiktoken(data_file("gpt2.tiktoken"), "gpt2", {"<|endoftext|>": 50256})
+    assert generate.prompt_ids(gpt2, "", W) == [_between_documents(gpt2, DOCS)] == [50256]
+    single = tk.Tokenizer("gpt4", {bytes([b]): b for b in range(256)}, {"<|im_end|>": 256})
+    assert generate.prompt_ids(single, "", W) == [_between_documents(single, DOCS)] == [256]
+    none = tk.Tokenizer("gpt4", {bytes([b]): b for b in range(256)}, {})
+    with pytest.raises(ValueError, match="empty prompt .* has none .*: give a prompt"):
+        generate.prompt_ids(none, "", W)
+    assert generate.prompt_ids(none, "a", W) == [97]
+
+
+def test_samples_stop_at_the_separator(model, monkeypatch):
+    # A vocabulary whose one special is neither <eos> nor <|endoftext|>: its eos_id is None, yet
+    # the model saw it end every document, so a sample must stop there too.
+    single = tk.Tokenizer("gpt4", {bytes([b]): b for b in range(256)}, {"<|im_end|>": 256})
+    assert single.eos_id is None
+    seen = []
+
+    def loop(*args, eos_id, **kwargs):  # the decode loop, as far as this test needs it
+        seen.append(eos_id)
+        return [[[ord("a")]]]
+
+    monkeypatch.setattr(decode, "generate_chunks", loop)
+    cfg, params = model
+    assert generate.generate_text(cfg, params, single, "", max_new_tokens=2, temperature=0) == ["a"]
+    assert seen == [256]
 
 
 def test_long_prompt_keeps_its_last_window_and_says_so(tok, model):

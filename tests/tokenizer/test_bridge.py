@@ -97,9 +97,15 @@ def test_tiktoken_handles_the_special_id_gap(data_file):
     )
 
 
-def test_encode_corpus_uses_uint32_beyond_65536_ids(data_file):
-    gpt2 = tk.load_tiktoken(data_file("gpt2.tiktoken"), "gpt2", {"<|endoftext|>": 70_000})
-    assert gpt2.vocab_size == 70_001
-    ids_T = tk.encode_corpus(gpt2, "Hello world <|endoftext|>")
-    assert ids_T.dtype == np.uint32
-    assert ids_T.tolist() == tk.encode_ordinary(gpt2, "Hello world <|endoftext|>")
+def test_encode_corpus_uses_uint32_beyond_65536_ids():
+    # Every byte pair a token of its own, ids counting down so that "\x00\x00" gets the last,
+    # 65791: a gap-free vocabulary of 65,792 ids, past what uint16 holds.
+    ranks = {bytes([b]): b for b in range(256)}
+    ranks.update(
+        {bytes([a, b]): 256 + 65535 - (a * 256 + b) for a in range(256) for b in range(256)}
+    )
+    tok = tk.Tokenizer("none", ranks, {})
+    text = "\x00\x00 ab\x00\x00"
+    ids_T = tk.encode_corpus(tok, text)
+    assert ids_T.dtype == np.uint32 and 65791 in ids_T.tolist()
+    assert ids_T.tolist() == tk.encode_ordinary(tok, text)

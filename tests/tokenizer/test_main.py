@@ -2,6 +2,7 @@
 log), encode, decode, show and parity, and one ``error:`` line with exit status 2 for each user
 mistake."""
 
+import io
 import os
 import subprocess
 import sys
@@ -152,9 +153,88 @@ def test_user_mistakes_get_one_error_line(tmp_path, trained, capsys):
     assert "NAME=ID" in _error(
         capsys, ["show", "--tokenizer", str(trained), "--special", "eot", "--text", "x"]
     )
-    assert "allowed_special" in _error(
-        capsys, ["encode", "--tokenizer", str(trained), "--input", str(_write(tmp_path, "<eos>"))]
-    )
+    ids = _write(tmp_path, "72 999")
+    line = _error(capsys, ["decode", "--tokenizer", str(trained), "--input", str(ids)])
+    assert "id 999 is not in this vocabulary, whose ids are 0..599" in line
+    line = _error(capsys, ["show", "--tokenizer", str(trained), "--text", "caf\udce9"])
+    assert "--text is not valid UTF-8 text (character 3)" in line
+
+
+def test_stdin_that_is_not_utf8_is_one_error_line(trained, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("déjà".encode("latin-1"))))
+    line = _error(capsys, ["encode", "--tokenizer", str(trained)])
+    assert "stdin is not UTF-8: byte 1 (0xe9)" in line
+
+
+def test_special_token_text_names_the_flag_that_encodes_it(tmp_path, trained, capsys):
+    src = _write(tmp_path, "To be<eos> or not")
+    encode = ["encode", "--tokenizer", str(trained), "--input", str(src)]
+    line = _error(capsys, encode)
+    assert "special token '<eos>' at character 5: pass --allow-special" in line
+    assert "allowed_special" not in line
+    # The advice works: with the flag, the text encodes with <eos> as its single id.
+    assert cli.main([*encode, "--allow-special"]) == 0
+    ids = [int(w) for w in capsys.readouterr().out.split()]
+    assert ids == tk.encode(tk.load(trained), "To be<eos> or not", allowed_special="all")
+    assert 259 in ids
+
+
+def test_train_out_that_cannot_be_written_is_refused_before_training(tmp_path, capsys):
+    src = _write(tmp_path, "abab abab")
+    train = ["train", "--input", str(src), "--vocab-size", "262", "--out"]
+    missing = tmp_path / "no" / "such" / "tok.bpe"
+    line = _error(capsys, [*train, str(missing)])
+    assert f"the folder {missing.parent} does not exist; mkdir -p {missing.parent} first" in line
+    assert "trained" not in capsys.readouterr().out
+    missing.parent.mkdir(parents=True)  # the advice works
+    assert cli.main([*train, str(missing)]) == 0 and tk.load(missing).vocab_size == 262
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    line = _error(capsys, [*train, str(folder)])
+    assert f"--out {folder} is a folder; give the path of the file to write" in line
+    assert cli.main([*train, line.rsplit("e.g. --out ", 1)[1]]) == 0  # the advice works
+    assert tk.load(folder / "tok.bpe").vocab_size == 262
+    line = _error(capsys, [*train, str(src / "tok.bpe")])  # under a file
+    assert f"the folder {src} is a file, not a folder; choose another path" in line
+
+
+def test_tokenizer_file_mistakes_get_cli_advice_that_works(tmp_path, trained, data_file, capsys):
+    ranks = str(data_file("gpt2.tiktoken"))
+    show = ["show", "--text", "Hello world"]
+    line = _error(capsys, [*show, "--tokenizer", ranks])
+    assert "rank file, which carries no pattern: add --pattern" in line
+    advice = line.split("e.g. ", 1)[1].removesuffix(" for GPT-2").split()
+    assert advice == ["--pattern", "gpt2", "--special", "'<|endoftext|>=50256'"]
+    assert cli.main([*show, "--tokenizer", ranks, *GPT2]) == 0
+    assert "ids: 15496 995" in capsys.readouterr().out  # tiktoken's documented example
+    line = _error(capsys, [*show, "--tokenizer", str(trained), "--pattern", "gpt4"])
+    assert "is a gptjax .bpe file, which records its own pattern" in line
+    assert "drop --pattern and --special" in line
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(bytes(range(256)))
+    line = _error(capsys, [*show, "--tokenizer", str(binary)])
+    assert f"'{binary}' is not a tokenizer file (neither a gptjax .bpe file" in line
+    line = _error(capsys, [*show, "--tokenizer", ranks, "--pattern", "gpt2", "--special", "x=5"])
+    assert "special token 'x' has id 5" in line and "<|endoftext|>=50256" in line
+
+
+def test_specials_repeated_or_comma_separated(data_file, capsys):
+    ranks = str(data_file("gpt2.tiktoken"))
+    base = ["show", "--tokenizer", ranks, "--pattern", "gpt2", "--text", "<|endoftext|><|x|>"]
+    repeated = [*base, "--special", "<|endoftext|>=50256", "--special", "<|x|>=50257"]
+    assert cli.main(repeated) == 0
+    assert "ids: 50256 50257" in capsys.readouterr().out
+    assert cli.main([*base, "--special", "<|endoftext|>=50256,<|x|>=50257"]) == 0
+    assert "ids: 50256 50257" in capsys.readouterr().out
+
+
+def test_an_internal_error_keeps_its_traceback(trained, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("a bug in the encoder")
+
+    monkeypatch.setattr(cli.tk, "encode", broken)
+    with pytest.raises(ValueError, match="a bug in the encoder"):
+        cli.main(["show", "--tokenizer", str(trained), "--text", "x"])
 
 
 def _write(tmp_path, text):

@@ -1,13 +1,24 @@
-"""Tests for gptjax.data: corpora, the split, the encoded cache, batches, prefetching."""
+"""Tests for gptjax.training.data (corpora, the split, the encoded cache, batches, prefetching)
+and for the tokenizer side of gptjax.training.prepare (``tokenizer.path`` and
+``tokenizer.specials``, the document separator)."""
 
+import errno
 import hashlib
+import os
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
+import tiktoken
+from tiktoken.load import load_tiktoken_bpe
+from tiktoken_ext.openai_public import r50k_pat_str
 
 from gptjax import tokenizer as tk
-from gptjax.training import data
+from gptjax.errors import UserError
+from gptjax.model.config import GPTConfig
+from gptjax.runs.rundir import RunDir
+from gptjax.training import data, prepare
 
 EXCERPT = Path(__file__).resolve().parents[2] / "data" / "hugo_miserables_extrait.txt"
 
@@ -178,3 +189,178 @@ def test_a_corpus_file_that_is_not_utf8_is_named_with_its_byte_offset(tmp_path):
         ValueError, match=r"corpus file .*latin1.txt' is not UTF-8: byte 3 \(0xe9\)"
     ):
         data.load_documents(str(bad))
+
+
+# The document separator and tokenizer.specials, through the config (gptjax.training.prepare).
+
+
+def _tokenizer_config(path="", specials="", pattern="gpt4", vocab_size=280):
+    return ml_collections.ConfigDict(
+        {"tokenizer": dict(path=path, vocab_size=vocab_size, pattern=pattern, specials=specials)}
+    )
+
+
+def _prepare(tmp_path, docs=("hello world",), **kwargs):
+    run_dir = RunDir(tmp_path / f"run{len(list(tmp_path.glob('run*')))}")
+    run_dir.create()
+    return prepare.prepare_tokenizer(_tokenizer_config(**kwargs), list(docs), run_dir), run_dir
+
+
+def _user_error(tmp_path, **kwargs) -> str:
+    with pytest.raises(UserError) as info:
+        _prepare(tmp_path, **kwargs)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_gpt2_ranks_with_their_special_keep_tiktoken_parity(tmp_path, data_file, monkeypatch):
+    monkeypatch.setenv("GPTJAX_DATA_DIR", str(data_file("gpt2.tiktoken").parent))
+    path = "$GPTJAX_DATA_DIR/gpt2.tiktoken"  # as configs/gpt2.py gives it
+    tok, run_dir = _prepare(tmp_path, path=path, pattern="gpt2", specials="<|endoftext|>=50256")
+    # tiktoken's own GPT-2 encoding, built from its loader and pattern.
+    r50k = tiktoken.Encoding(
+        "r50k_base",
+        pat_str=r50k_pat_str,
+        mergeable_ranks=load_tiktoken_bpe(str(data_file("gpt2.tiktoken"))),
+        special_tokens={"<|endoftext|>": 50256},
+    )
+    docs = ["Hello world, the quick brown fox.", "Le chat mange la souris."]
+    stream = data.encode_documents(tok, docs)
+    assert stream.tolist() == r50k.encode("<|endoftext|>".join(docs), allowed_special="all")
+    assert tok.separator_id == r50k.encode_single_token("<|endoftext|>") == 50256
+    assert run_dir.load_tokenizer() == tok  # the run's copy keeps the special
+
+
+def test_gpt2_ranks_without_specials_say_which_to_give(tmp_path, data_file):
+    line = _user_error(tmp_path, path=str(data_file("gpt2.tiktoken")), pattern="gpt2")
+    assert "is a tiktoken rank file, which carries no special tokens" in line
+    assert line.endswith("--config.tokenizer.specials='<|endoftext|>=50256'.")
+
+
+def test_an_exported_rank_file_needs_its_specials_and_the_advice_works(tmp_path, tok):
+    ranks = tmp_path / "tok.tiktoken"
+    tk.save_tiktoken(tok, ranks)
+    # The id the line count would give <|endoftext|> is a real token of this file.
+    n_lines = len(ranks.read_text().splitlines())
+    line = _user_error(tmp_path, path=str(ranks), specials=f"<|endoftext|>={n_lines}")
+    expected = repr(next(b for b, i in tok.mergeable_ranks.items() if i == n_lines))
+    assert (
+        f"special token '<|endoftext|>' has id {n_lines}, which {ranks} gives to the token " in line
+    )
+    assert f"{expected} (rank {n_lines})" in line
+    line = _user_error(tmp_path, path=str(ranks))
+    specials = line.split("--config.tokenizer.specials=", 1)[1].removesuffix(".").strip("'")
+    imported, _ = _prepare(tmp_path, path=str(ranks), specials=specials)
+    # The original's specials, so the same training stream as the .bpe file gives.
+    assert imported.special_tokens == tok.special_tokens
+    docs = ["hello world", "the fox"]
+    assert (
+        data.encode_documents(imported, docs).tolist() == data.encode_documents(tok, docs).tolist()
+    )
+
+
+def test_specials_must_be_empty_for_a_bpe_file_or_a_trained_tokenizer(tmp_path, tok):
+    tk.save(tok, tmp_path / "tok.bpe")
+    line = _user_error(tmp_path, path=str(tmp_path / "tok.bpe"), specials="<|endoftext|>=280")
+    assert "is a gptjax .bpe file, which carries its own special tokens" in line
+    assert line.endswith("set --config.tokenizer.specials=''.")
+    assert _prepare(tmp_path, path=str(tmp_path / "tok.bpe"))[0] == tok  # the advice works
+    line = _user_error(tmp_path, docs=["hello world " * 20], specials="<|endoftext|>=280")
+    assert "trains its tokenizer, which has gptjax's own special tokens" in line
+
+
+@pytest.mark.parametrize(
+    ("specials", "message"),
+    [
+        ("<|endoftext|>", "--config.tokenizer.specials expects NAME=ID pairs"),
+        ("<a>=300,<b>=301", "names several special tokens and none is <|endoftext|> or <eos>"),
+        ("<|endoftext|>=400", "no token has id 300, yet ids run up to 400"),
+        ("<|a\nb|>=300", "contains a line break"),
+    ],
+)
+def test_malformed_specials_are_one_line(tmp_path, specials, message):
+    ranks = {bytes([b]): b for b in range(256)}
+    ranks.update({f"t{i}".encode(): i for i in range(256, 300)})
+    tk.save_tiktoken(tk.Tokenizer("gpt4", ranks, {}), tmp_path / "tok.tiktoken")
+    line = _user_error(tmp_path, path=str(tmp_path / "tok.tiktoken"), specials=specials)
+    assert message in line
+
+
+def test_a_binary_tokenizer_path_is_not_a_tokenizer_file(tmp_path):
+    binary = tmp_path / "model.safetensors"
+    binary.write_bytes(bytes(range(256)) * 4)
+    line = _user_error(tmp_path, path=str(binary), specials="<|endoftext|>=50256")
+    assert f"'{binary}' is not a tokenizer file (neither a gptjax .bpe file" in line
+
+
+def test_an_empty_prompt_starts_from_the_token_between_prepared_documents(tmp_path, data_file):
+    from gptjax.generation.text import prompt_ids
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("The first document. " * 40)
+    (corpus / "b.txt").write_text("The second one. " * 40)
+    config = _tokenizer_config(
+        path=str(data_file("gpt2.tiktoken")), pattern="gpt2", specials="<|endoftext|>=50256"
+    )
+    config.data = dict(corpus=str(corpus), val_fraction=0.1)
+    run_dir = RunDir(tmp_path / "run")
+    run_dir.create()
+    model = GPTConfig(vocab_size=50304, block_size=8, n_layer=1, n_head=1, n_embd=8)
+    prepared = prepare.prepare_data(config, model, run_dir)
+    first = len(tk.encode_ordinary(prepared.tok, "The first document. " * 40))
+    (start,) = prompt_ids(prepared.tok, "", 8)
+    assert prepared.train_ids[first] == start and np.sum(prepared.train_ids == start) == 1
+    # Every id has a token (no gap), so bits per byte count the text's bytes, separator aside.
+    train_docs, _ = data.split_documents(data.load_documents(str(corpus)), 0.1)
+    n_bytes = sum(len(d.encode("utf-8")) for d in train_docs)
+    assert prepared.byte_lengths[prepared.train_ids].sum() == n_bytes
+    assert prepared.byte_lengths[start] == 0
+
+
+# The encoded-corpus cache ($GPTJAX_CACHE_DIR).
+
+
+def test_a_cache_dir_that_is_a_file_is_one_clear_error(tmp_path, monkeypatch, tok):
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "notes.txt"))
+    (tmp_path / "notes.txt").write_text("not a folder")
+    with pytest.raises(UserError, match="GPTJAX_CACHE_DIR=.*notes.txt' is a file, not a folder"):
+        data.encoded_splits(["hello world"], ["the fox"], tok, "h")
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "new" / "cache"))  # the advice works
+    data.encoded_splits(["hello world"], ["the fox"], tok, "h")
+    assert len(list((tmp_path / "new" / "cache" / "tokens").glob("*.npz"))) == 1
+
+
+def _check_uncached(tok, capsys, cache):
+    train, val = data.encoded_splits(["hello world"], ["the fox"], tok, "h")
+    assert train.tolist() == data.encode_documents(tok, ["hello world"]).tolist()
+    assert val.tolist() == data.encode_documents(tok, ["the fox"]).tolist()
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("warning: cannot write the encoded corpus into the cache ")
+    assert "going on without caching it" in line
+    assert not list(cache.rglob("*.npz")) and not list(cache.rglob("*.tmp"))
+
+
+def test_a_cache_that_cannot_be_written_warns_and_goes_on(tmp_path, capsys, tok, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "tokens").write_text("a file where the folder should be")
+    _check_uncached(tok, capsys, cache)
+    (cache / "tokens").unlink()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(data.np, "savez", full_disk)  # half a file must not stay behind
+    _check_uncached(tok, capsys, cache)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_cache_warns_and_goes_on(tmp_path, capsys, tok):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o555)
+    try:
+        _check_uncached(tok, capsys, cache)
+    finally:
+        cache.chmod(0o755)
