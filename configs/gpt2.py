@@ -55,11 +55,14 @@ def get_config() -> ml_collections.ConfigDict:
         grad_accum=64,
         steps_per_call=1,
         eval_every=1000,
-        eval_batches=200,
         log_every=10,
         checkpoint_every=1000,
         keep_checkpoints=3,
+        init_from="",
     )
+    # Evaluation: 8 windows per device at a time; every target of the validation split
+    # (val_tokens=0), and 262,144 tokens of the training split spread over it.
+    c.eval = dict(device_batch_size=8, val_tokens=0, train_tokens=262144)
     c.sample = dict(
         prompt="Hello, I'm a language model,",
         max_new_tokens=64,

@@ -48,11 +48,14 @@ def get_config() -> ml_collections.ConfigDict:
         grad_accum=1,
         steps_per_call=1,
         eval_every=250,
-        eval_batches=20,
         log_every=10,
         checkpoint_every=500,
         keep_checkpoints=2,
+        init_from="",
     )
+    # Evaluation: 32 windows per device at a time; every target of the validation split
+    # (val_tokens=0), and 327,680 tokens of the training split spread over it.
+    c.eval = dict(device_batch_size=32, val_tokens=0, train_tokens=327680)
     c.sample = dict(
         prompt="ROMEO:", max_new_tokens=200, temperature=0.8, top_k=0, top_p=0.95, num_samples=2
     )

@@ -60,11 +60,14 @@ def get_config() -> ml_collections.ConfigDict:
         grad_accum=1,
         steps_per_call=125,
         eval_every=250,
-        eval_batches=20,
         log_every=25,
         checkpoint_every=1000,
         keep_checkpoints=2,
+        init_from="",
     )
+    # Evaluation: 64 windows per device at a time; every target of the validation split
+    # (val_tokens=0), and 15,360 tokens of the training split spread over it.
+    c.eval = dict(device_batch_size=64, val_tokens=0, train_tokens=15360)
     c.sample = dict(
         prompt="ROMEO:", max_new_tokens=300, temperature=0.8, top_k=0, top_p=1.0, num_samples=2
     )

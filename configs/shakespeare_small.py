@@ -49,11 +49,14 @@ def get_config() -> ml_collections.ConfigDict:
         grad_accum=1,
         steps_per_call=10,
         eval_every=100,
-        eval_batches=20,
         log_every=10,
         checkpoint_every=300,
         keep_checkpoints=2,
+        init_from="",
     )
+    # Evaluation: 32 windows per device at a time; every target of the validation split
+    # (val_tokens=0), and 20,480 tokens of the training split spread over it.
+    c.eval = dict(device_batch_size=32, val_tokens=0, train_tokens=20480)
     c.sample = dict(
         prompt="ROMEO:", max_new_tokens=100, temperature=0.8, top_k=0, top_p=0.95, num_samples=1
     )

@@ -9,11 +9,13 @@ The package follows the tutorial part by part:
   6. positional encoding     gptjax.model.positional
   7. feed-forward and norms  gptjax.model.feedforward
   8. the full GPT            gptjax.model.gpt, gptjax.model.config
-  9. training                gptjax.training (step, loop, ...), gptjax.main
+  9. training                gptjax.training (step, loop, evaluation, ...), gptjax.main,
+                             gptjax.evaluate (the loss of any checkpoint on any text)
   10. text generation        gptjax.generation (sampling, decode, text), gptjax.generate
   -  speed, not a part       gptjax.model.kernels          (model.kernels = "plain" | "fast")
   -  runs                    gptjax.runs (run directory, checkpoints, comparisons, sweeps),
                              gptjax.compare, gptjax.experiment
+  -  GPT-2 weights           gptjax.model.hf, gptjax.convert (Hugging Face safetensors in, out)
   -  errors                  gptjax.errors                 (UserError: one line, exit code 2)
 
 How the stages connect (docs/design.md has the full picture and the import rule):
@@ -22,7 +24,8 @@ How the stages connect (docs/design.md has the full picture and the import rule)
   training.loop:  data + step + model, writes a run directory (runs.rundir, runs.checkpoint)
   generation:     model + tokenizer; gptjax.generate loads them from a run directory
   runs.compare, runs.experiment:  read run directories (experiment trains through training.loop)
-  commands on top (main, generate, compare, experiment): command lines only; nothing imports them
+  commands on top (main, evaluate, generate, compare, experiment, convert): command lines only;
+  nothing imports them
 
 Dimension legend, used in every tensor name (``x_BTD``, ``q_BTNH``) and einsum string:
 

@@ -72,7 +72,7 @@ def test_shakespeare_char_is_the_known_cpu_recipe():
         2000,
     )
     assert (c.opt.lr, c.opt.warmup_steps, c.opt.min_lr, c.opt.beta2) == (1e-3, 100, 1e-4, 0.99)
-    assert (c.train.eval_every, c.train.eval_batches) == (250, 20)
+    assert (c.train.eval_every, c.eval.val_tokens) == (250, 0)  # the whole validation split
 
 
 def test_model_vocab_follows_the_tokenizer_vocab():
@@ -135,7 +135,8 @@ def test_french_tiny_trains_offline_on_the_committed_excerpt(tmp_path, monkeypat
         "train.steps": 4,
         "train.steps_per_call": 2,
         "train.eval_every": 4,
-        "train.eval_batches": 1,
+        "eval.val_tokens": 64,
+        "eval.train_tokens": 64,
         "train.checkpoint_every": 4,
         "sample.num_samples": 1,
         "sample.max_new_tokens": 4,

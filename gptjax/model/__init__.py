@@ -9,6 +9,8 @@ feedforward.py   part 7: the MLP and the norms
 gpt.py           part 8: the whole GPT
 kernels.py       not a tutorial part: the faster, equivalent computations that
                  ``GPTConfig.kernels = "fast"`` selects, each tested equal to its plain form
+hf.py            not a tutorial part: GPT-2 as Hugging Face stores it, to and from our
+                 parameters (``python -m gptjax.convert``)
 """
 
 from gptjax.model.config import GPTConfig, gpt2_config

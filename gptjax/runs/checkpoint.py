@@ -204,7 +204,13 @@ def _abstract_params(model_config: GPTConfig) -> Any:
 
 
 def load_for_inference(workdir: str | Path, step: int | None = None, say=None):
-    """Loads a trained model from a run directory.
+    """Loads a trained model from a run directory: `load_checkpoint` without the step."""
+    model_config, params, tok, _ = load_checkpoint(workdir, step, say)
+    return model_config, params, tok
+
+
+def load_checkpoint(workdir: str | Path, step: int | None = None, say=None):
+    """Loads a trained model from a run directory, and says which checkpoint it came from.
 
     Only the parameters are read, and verified (see `restore`). Without ``step``, a damaged
     newest checkpoint is skipped, with one line, for the newest intact one; nothing is moved, as
@@ -217,7 +223,7 @@ def load_for_inference(workdir: str | Path, step: int | None = None, say=None):
       say: where the line about a skipped checkpoint goes (standard error by default).
 
     Returns:
-      (GPTConfig, params, Tokenizer): params unboxed, float32, on the default device.
+      (GPTConfig, params, Tokenizer, step): params unboxed, float32, on the default device.
 
     Raises:
       UserError: ``workdir`` is not a run directory, has no complete checkpoint, or no intact
@@ -245,5 +251,5 @@ def load_for_inference(workdir: str | Path, step: int | None = None, say=None):
         if damaged:
             say("; ".join(damaged) + f"; using step {candidate}")
         params = jax.tree.map(lambda p: p.astype(jnp.float32), restored["params"])
-        return model_config, params, run_dir.load_tokenizer()
+        return model_config, params, run_dir.load_tokenizer(), candidate
     raise UserError("; ".join(damaged) + f": {workdir} has no intact checkpoint to load.")

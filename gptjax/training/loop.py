@@ -37,11 +37,12 @@ from gptjax.model import GPT, kernels
 from gptjax.model.config import GPTConfig
 from gptjax.runs import checkpoint
 from gptjax.runs.rundir import RunDir
-from gptjax.training import data, ledger, sharding
-from gptjax.training.metrics import all_finite, eval_summary, measure_matmul_flops, mfu
+from gptjax.training import data, evaluation, ledger, sharding
+from gptjax.training.evaluation import Evaluator
+from gptjax.training.metrics import all_finite, measure_matmul_flops, mfu
 from gptjax.training.prepare import PreparedData, prepare_data
 from gptjax.training.run_config import check_config, check_resume_config, config_diff, run_info
-from gptjax.training.step import create_train_state, eval_sums, make_optimizer, train_steps
+from gptjax.training.step import create_train_state, make_optimizer, train_steps
 
 
 class TrainingDiverged(RuntimeError):
@@ -71,11 +72,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     with run_dir.lock() if primary else contextlib.nullcontext():
         if primary:
             _bind_config(config, run_dir)
+            # The tokenizer is trained (or copied) once, here: the other hosts load this copy.
+            prepared = prepare_data(config, model_config, run_dir)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices("gptjax: the run directory is ready")
-        prepared = prepare_data(config, model_config, run_dir)
+        if not primary:
+            prepared = prepare_data(config, model_config, run_dir)
         trainer = Trainer(config, model_config, prepared, run_dir, entered=entered)
         try:
             steps = config.train.steps
@@ -187,7 +191,8 @@ class Trainer:
         # wall_time counts setup too, and is summed over resumes.
         self.wall_start = entered - meta["wall_time"]
         self.peak_flops = measure_matmul_flops(2048 if jax.default_backend() == "cpu" else 8192)
-        run_dir.write_run_info(run_info(model_config, self.peak_flops, resume_step))
+        if jax.process_index() == 0:  # the first host writes the run's files, the others none
+            run_dir.write_run_info(run_info(model_config, self.peak_flops, resume_step))
 
         # What the loop computes with. The state keeps its layout from call to call; batches
         # arrive already split (`batches`).
@@ -198,12 +203,20 @@ class Trainer:
             out_shardings=(state_sharding, None),
             compiler_options=options,
         )
-        self.eval_sums = jax.jit(
-            functools.partial(eval_sums, apply_fn=self.state.apply_fn), compiler_options=options
-        )
         self.all_finite = jax.jit(all_finite)  # before each evaluation and save: one reduction
-        self.eval_sets = _eval_sets(config, model_config, prepared, self.mesh)
-        self.bytes_V = sharding.replicated(prepared.byte_lengths, self.mesh)
+        self.evaluator = Evaluator(
+            self.state.apply_fn, prepared.byte_lengths, self.mesh, model_config.block_size,
+            config.eval.device_batch_size, compiler_options=options,
+        )  # fmt: skip
+        # The same windows at every evaluation: the whole validation split (or its budget), and
+        # a sample of the training split spread over all of it.
+        self.eval_splits = {
+            name: (ids, evaluation.windows(len(ids), model_config.block_size, budget))
+            for name, ids, budget in (
+                ("val", prepared.val_ids, config.eval.val_tokens),
+                ("train", prepared.train_ids, config.eval.train_tokens),
+            )
+        }
         # The rate of every step in one compiled call: evaluating the schedule op by op on the
         # host would compile each of its operations the first time.
         self.lr_by_step = np.asarray(jax.jit(schedule)(np.arange(train.steps)))
@@ -229,7 +242,9 @@ class Trainer:
         plan = call_plan(
             start, steps, train.steps_per_call, (train.eval_every, train.checkpoint_every)
         )
-        self.writer = self.run_dir.metrics_writer(resume_step=start)
+        # Every host holds the same records (the metrics are replicated); the first writes them.
+        primary = jax.process_index() == 0
+        self.writer = self.run_dir.metrics_writer(resume_step=start) if primary else None
         self.bar = tqdm(total=steps, initial=start, unit="step", dynamic_ncols=True, smoothing=0.1)
         try:
             with _StopRequest() as stop:
@@ -264,7 +279,8 @@ class Trainer:
                         raise KeyboardInterrupt
         finally:
             self.flush()
-            self.writer.close()
+            if self.writer is not None:
+                self.writer.close()
             self.bar.close()
 
     def batches(self, call: tuple[int, int]) -> tuple[int, int, dict]:
@@ -315,18 +331,17 @@ class Trainer:
         self.bar.set_postfix(loss=f"{float(host['loss'][-1]):.4f}", tok_s=f"{tokens_per_sec:,.0f}")
 
     def evaluate(self, step: int) -> None:
-        """Evaluates the current parameters on the fixed validation and training batches.
+        """Evaluates the current parameters on the validation split and a training-split sample.
 
         Raises:
           TrainingDiverged: the state or an evaluation loss is not finite (nothing is recorded
             or saved).
         """
         self.check_state(step)  # the precise diagnosis, before a NaN evaluation says less
-        sums = {
-            name: jax.device_get(self.eval_sums(self.state.params, b, self.bytes_V))
-            for name, b in self.eval_sets.items()
-        }
-        val, tr = eval_summary(sums["val"]), eval_summary(sums["train"])
+        val, tr = (
+            self.evaluator(self.state.params, ids, windows)
+            for ids, windows in (self.eval_splits["val"], self.eval_splits["train"])
+        )
         if not (np.isfinite(val["loss"]) and np.isfinite(tr["loss"])):
             self.diverged(
                 f"the evaluation loss became non-finite at step {step} (validation loss "
@@ -353,7 +368,8 @@ class Trainer:
     def flush(self) -> None:
         """Writes the pending records in step order."""
         for step in sorted(self.records):
-            self.writer.write(step, self.records[step])
+            if self.writer is not None:
+                self.writer.write(step, self.records[step])
         self.records.clear()
 
     def save(self, step: int) -> None:
@@ -480,26 +496,6 @@ def _initial_state(config, model_config: GPTConfig, tx, mesh, run_dir: RunDir):
     return state, state_sharding, meta, step
 
 
-def _eval_sets(config, model_config: GPTConfig, prepared: PreparedData, mesh) -> dict:
-    """The fixed evaluation batches, ``"val"`` and ``"train"``, stacked and on the mesh."""
-    kwargs = dict(
-        seed=config.seed,
-        batch_size=config.train.batch_size,
-        block_size=model_config.block_size,
-        rows=sharding.host_rows(config.train.batch_size),
-    )
-    indices = range(config.train.eval_batches)
-    sets = {
-        "val": data.stacked_batches(
-            prepared.val_ids, indices, stream=data.VAL_EVAL_STREAM, **kwargs
-        ),
-        "train": data.stacked_batches(
-            prepared.train_ids, indices, stream=data.TRAIN_EVAL_STREAM, **kwargs
-        ),
-    }
-    return sharding.global_batch(sets, mesh, batch_axis=1)
-
-
 def _write_samples(config, model_config, params, tok, run_dir: RunDir) -> None:
     """Generates ``sample.num_samples`` texts, saves them in the run directory and prints them."""
     s = config.sample
@@ -512,4 +508,5 @@ def _write_samples(config, model_config, params, tok, run_dir: RunDir) -> None:
         temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, num_samples=s.num_samples,
         seed=config.seed,
     )  # fmt: skip
-    print(run_dir.write_samples(texts), end="", flush=True)
+    if jax.process_index() == 0:  # every host generates (the parameters may span hosts)
+        print(run_dir.write_samples(texts), end="", flush=True)

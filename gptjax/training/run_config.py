@@ -37,9 +37,10 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "tokenizer": ("path", "vocab_size", "pattern", "specials"),
     "opt": ("lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip"),
     "train": (
-        "steps", "batch_size", "grad_accum", "steps_per_call", "eval_every", "eval_batches",
-        "log_every", "checkpoint_every", "keep_checkpoints",
+        "steps", "batch_size", "grad_accum", "steps_per_call", "eval_every", "log_every",
+        "checkpoint_every", "keep_checkpoints", "init_from",
     ),
+    "eval": ("device_batch_size", "val_tokens", "train_tokens"),
     "sample": ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "num_samples"),
     "mesh": ("data", "fsdp"),
 }  # fmt: skip
@@ -47,7 +48,8 @@ SAFE_ON_RESUME = (
     "train.steps",
     "train.steps_per_call",
     "train.eval_every",
-    "train.eval_batches",
+    "train.eval_batches",  # runs saved before the eval group had it
+    "eval.",  # evaluation reads the model, never changes it
     "train.log_every",
     "train.checkpoint_every",
     "train.keep_checkpoints",
@@ -154,7 +156,15 @@ def check_config(config: ml_collections.ConfigDict) -> GPTConfig:
     _real("opt.grad_clip", opt.grad_clip, 0, dtypes=dtypes)  # 0 disables clipping
     train = config.train
     for key in SCHEMA["train"]:
-        _int(f"train.{key}", train[key], 1)
+        if key != "init_from":
+            _int(f"train.{key}", train[key], 1)
+    if not isinstance(train.init_from, str):
+        raise UserError(
+            f"config.train.init_from={train.init_from!r} must be a run directory's path, or ''."
+        )
+    _int("eval.device_batch_size", config.eval.device_batch_size, 1)
+    _int("eval.val_tokens", config.eval.val_tokens, 0)
+    _int("eval.train_tokens", config.eval.train_tokens, 0)
     if train.batch_size % train.grad_accum:
         raise UserError(
             f"config.train.batch_size={train.batch_size} is not divisible by "

@@ -212,34 +212,3 @@ def train_steps(state: TrainState, batches: dict[str, jax.Array]) -> tuple[Train
       (new state, metrics with a leading K axis).
     """
     return jax.lax.scan(train_step, state, batches)
-
-
-def eval_sums(params, batches: dict[str, jax.Array], byte_lengths_V: jax.Array, *, apply_fn):
-    """Summed losses over evaluation batches, without dropout.
-
-    Args:
-      params: model parameters.
-      batches: ``{"inputs": x_EBT, "targets": y_EBT}``, E batches.
-      byte_lengths_V: UTF-8 bytes per token, 0 for special tokens.
-      apply_fn: the model's apply.
-
-    Returns:
-      ``nats`` and ``tokens`` over all targets (their ratio is the mean loss), ``text_nats`` and
-      ``text_bytes`` over non-special targets (``text_nats / ln 2 / text_bytes`` is bits per byte).
-    """
-
-    def one(totals, batch):
-        losses_BT = token_losses(apply_fn, params, batch["inputs"], batch["targets"])
-        bytes_BT = byte_lengths_V[batch["targets"]]
-        text_BT = bytes_BT > 0
-        sums = {
-            "nats": losses_BT.sum(),
-            "tokens": jnp.asarray(losses_BT.size, jnp.float32),
-            "text_nats": jnp.where(text_BT, losses_BT, 0.0).sum(),
-            "text_bytes": bytes_BT.sum().astype(jnp.float32),
-        }
-        return jax.tree.map(jnp.add, totals, sums), None
-
-    zeros = {k: jnp.zeros((), jnp.float32) for k in ("nats", "tokens", "text_nats", "text_bytes")}
-    totals, _ = jax.lax.scan(one, zeros, batches)
-    return totals
