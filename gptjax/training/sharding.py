@@ -21,7 +21,9 @@ the fsdp size while keeping the rule set one line long.
 
 Several hosts: `maybe_initialize_distributed` calls ``jax.distributed.initialize()`` when the
 usual cluster variables are present; every host then computes the same global batch indices but
-loads only its own rows (`host_rows`), and `global_batch` assembles the global array.
+loads only its own rows (`host_rows`), and `global_batch` assembles the global array. Two
+processes on one machine train like one process with all their devices, to float rounding
+(tests/training/test_multiprocess.py).
 """
 
 import math
@@ -59,13 +61,35 @@ def maybe_initialize_distributed() -> None:
     With ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` set (or under
     SLURM or Open MPI, which JAX detects itself) every host runs the same command; on a single
     machine none of these is set and nothing happens.
+
+    Raises:
+      ValueError: ``JAX_NUM_PROCESSES`` or ``JAX_PROCESS_ID`` is not an integer.
     """
     if jax.distributed.is_initialized():
         return
     if os.environ.get("SLURM_JOB_ID") and int(os.environ.get("SLURM_NTASKS", "1")) <= 1:
         return  # a single-task SLURM job is a single host
-    if any(os.environ.get(name) for name in _CLUSTER_VARIABLES):
-        jax.distributed.initialize()
+    if not any(os.environ.get(name) for name in _CLUSTER_VARIABLES):
+        return
+    # note: JAX reads JAX_COORDINATOR_ADDRESS itself but not the other two; without them it
+    # looks for SLURM or Open MPI, and fails when there is neither.
+    jax.distributed.initialize(
+        num_processes=_int_variable("JAX_NUM_PROCESSES"), process_id=_int_variable("JAX_PROCESS_ID")
+    )
+
+
+def _int_variable(name: str) -> int | None:
+    """The integer in environment variable ``name``; None when it is unset or empty."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(
+            f"{name}={text!r} is not an integer; a multi-host job sets JAX_NUM_PROCESSES to the "
+            "number of processes and JAX_PROCESS_ID to this one's index (0, 1, ...)."
+        ) from None
 
 
 def resolve_mesh_shape(mesh_config: Mapping[str, int], num_devices: int) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """Mesh and sharding rules on the host: validation and the specs they produce.
 
 The multi-device behaviour (losses on 1 vs 8 devices, FSDP shard shapes, checkpoints across
-meshes) is tested in tests/test_multidevice.py, in subprocesses with 8 simulated CPU devices.
+meshes) is tested in tests/training/test_multidevice.py, in subprocesses with 8 simulated CPU
+devices; several processes training together in tests/training/test_multiprocess.py.
 """
 
 import flax.linen as nn
@@ -68,3 +69,62 @@ def test_batch_sharding_splits_the_leading_axis_over_all_devices():
     mesh = sharding.make_mesh({"data": -1, "fsdp": 1})
     assert sharding.batch_sharding(mesh, 2).spec == P(("data", "fsdp"), None)
     assert sharding.host_rows(12) == slice(0, 12)  # a single host loads every row
+
+
+def test_host_rows_split_the_batch_between_hosts(monkeypatch):
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    rows = []
+    for index in (0, 1):
+        monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+        rows.append(sharding.host_rows(12))
+    assert rows == [slice(0, 6), slice(6, 12)]
+    with pytest.raises(ValueError, match="cannot be split evenly over 2 hosts"):
+        sharding.host_rows(13)
+
+
+CLUSTER_VARIABLES = (
+    "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID", "SLURM_JOB_ID",
+    "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE",
+)  # fmt: skip
+
+
+@pytest.fixture
+def initialize(monkeypatch):
+    """Records the calls of ``jax.distributed.initialize`` instead of starting anything."""
+    for name in CLUSTER_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    calls = []
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kwargs: calls.append(kwargs))
+    return calls
+
+
+def test_distributed_starts_with_the_process_counts_of_the_environment(initialize, monkeypatch):
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1234")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    monkeypatch.setenv("JAX_PROCESS_ID", "1")
+    sharding.maybe_initialize_distributed()
+    # JAX reads the coordinator's address itself, but neither count.
+    assert initialize == [{"num_processes": 2, "process_id": 1}]
+
+
+def test_a_cluster_launcher_leaves_the_counts_to_jax(initialize, monkeypatch):
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    sharding.maybe_initialize_distributed()
+    assert initialize == [{"num_processes": None, "process_id": None}]
+
+
+def test_one_machine_or_one_slurm_task_starts_nothing(initialize, monkeypatch):
+    sharding.maybe_initialize_distributed()
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    sharding.maybe_initialize_distributed()
+    assert initialize == []
+
+
+def test_a_process_id_that_is_not_a_number_is_a_clear_error(initialize, monkeypatch):
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1234")
+    monkeypatch.setenv("JAX_PROCESS_ID", "first")
+    with pytest.raises(ValueError, match="JAX_PROCESS_ID='first' is not an integer"):
+        sharding.maybe_initialize_distributed()
+    assert initialize == []
