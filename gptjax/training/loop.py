@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
+from gptjax.errors import UserError
 from gptjax.model import GPT, kernels
 from gptjax.model.config import GPTConfig
 from gptjax.runs import checkpoint
@@ -66,12 +67,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     entered = time.perf_counter()
     sharding.maybe_initialize_distributed()  # before anything asks JAX for its devices
     model_config = check_config(config)
+    source = _check_init_from(config, model_config)
     run_dir = RunDir(workdir)
     # Every host of a multi-host job runs this with the same (shared) workdir: one lock per job.
     primary = jax.process_index() == 0
     with run_dir.lock() if primary else contextlib.nullcontext():
         if primary:
             _bind_config(config, run_dir)
+            if source is not None and run_dir.latest_step() is None:
+                # Fine-tuning: the starting run's token ids, so its parameters mean the same.
+                run_dir.save_tokenizer(source.load_tokenizer())
+                print(
+                    f"starting from the parameters and the tokenizer of {source.path} "
+                    "(train.init_from; the tokenizer group is not used)"
+                )
             # The tokenizer is trained (or copied) once, here: the other hosts load this copy.
             prepared = prepare_data(config, model_config, run_dir)
         if jax.process_count() > 1:
@@ -96,6 +105,40 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         finally:
             trainer.close()
         _write_samples(config, model_config, trainer.state.params, prepared.tok, run_dir)
+
+
+# The model keys that decide the parameters' shapes: they must match the run fine-tuned from.
+_SHAPE_KEYS = (
+    "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "mlp_ratio", "bias",
+    "pos_encoding", "norm", "tie_embeddings",
+)  # fmt: skip
+
+
+def _check_init_from(config: ml_collections.ConfigDict, model_config: GPTConfig) -> RunDir | None:
+    """The run ``train.init_from`` names (None when it is ''), checked before anything runs.
+
+    Raises:
+      UserError: it is not a run directory with a checkpoint, or its model has other shapes.
+    """
+    if not config.train.init_from:
+        return None
+    name = f"config.train.init_from={config.train.init_from!r}"
+    source = RunDir(config.train.init_from)
+    try:
+        theirs = source.read_model_config()
+    except UserError as error:
+        raise UserError(f"{name} is not a run to start from: {error}") from None
+    changed = [k for k in _SHAPE_KEYS if getattr(theirs, k) != getattr(model_config, k)]
+    if changed:
+        fix = " ".join(f"--config.model.{k}={getattr(theirs, k)!r}" for k in changed)
+        raise UserError(
+            f"{name} has a model of other shapes: "
+            + ", ".join(f"model.{k} is {getattr(theirs, k)!r} there" for k in changed)
+            + f"; set {fix}."
+        )
+    if source.latest_step() is None:
+        raise UserError(f"{name} has no checkpoint yet; train it first, or give another run.")
+    return source
 
 
 def _bind_config(config: ml_collections.ConfigDict, run_dir: RunDir) -> None:
@@ -190,7 +233,11 @@ class Trainer:
         self.last_saved = resume_step
         # wall_time counts setup too, and is summed over resumes.
         self.wall_start = entered - meta["wall_time"]
-        self.peak_flops = measure_matmul_flops(2048 if jax.default_backend() == "cpu" else 8192)
+        # MFU is against the peak of the dtype the model computes in (bfloat16 matmuls run at
+        # several times the float32 rate on accelerators).
+        self.peak_flops = measure_matmul_flops(
+            2048 if jax.default_backend() == "cpu" else 8192, dtype=model_config.dtype
+        )
         if jax.process_index() == 0:  # the first host writes the run's files, the others none
             run_dir.write_run_info(run_info(model_config, self.peak_flops, resume_step))
 
@@ -486,6 +533,13 @@ def _initial_state(config, model_config: GPTConfig, tx, mesh, run_dir: RunDir):
     if run_dir.latest_step() is None:
         options = kernels.compiler_options("init", model_config.kernels)
         state = jax.jit(init, out_shardings=state_sharding, compiler_options=options)()
+        if config.train.init_from:  # fine-tuning: the optimizer starts afresh, not the weights
+            _, params, _ = checkpoint.load_for_inference(config.train.init_from, say=tqdm.write)
+            params = jax.tree.map(
+                lambda p, a, s: jax.device_put(p.astype(a.dtype), s),
+                params, state.params, state_sharding.params,
+            )  # fmt: skip
+            state = state.replace(params=params)
         return state, state_sharding, {"wall_time": 0.0}, None
     target = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),

@@ -55,7 +55,7 @@ def mfu(flops_per_token: float, tokens_per_sec: float, peak_flops: float) -> flo
 
 
 def measure_matmul_flops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:
-    """Measures this device's float32 matrix-multiply throughput in FLOP/s.
+    """Measures this device's matrix-multiply throughput in ``dtype`` in FLOP/s.
 
     Times a jitted ``n x n`` by ``n x n`` product (after one warm-up call) and keeps the best of
     ``repeats`` runs: the throughput the hardware can reach on a large, well-shaped matmul.

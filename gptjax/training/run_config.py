@@ -246,6 +246,7 @@ def run_info(model_config: GPTConfig, peak_flops: float, resumed_from: int | Non
         "param_count": model_config.param_count(),
         "flops_per_token": model_config.flops_per_token(),
         "matmul_peak_flops": peak_flops,
+        "matmul_peak_dtype": model_config.dtype,  # the compute dtype the peak is measured in
         "command": " ".join(sys.argv),
         "resumed_from": resumed_from,
     }

@@ -116,6 +116,7 @@ def test_a_run_writes_the_run_directory(tmp_path):
     assert RunDir(workdir).latest_step() == 16
     info = json.loads((workdir / "run_info.json").read_text())
     assert {"git_commit", "jax_version", "devices", "param_count"} <= set(info)
+    assert info["matmul_peak_dtype"] == "float32" and info["matmul_peak_flops"] > 0
     losses, rows = _losses(workdir)
     assert sorted(losses) == list(range(1, 17))
     evals = [r for r in rows if "val_loss" in r]
@@ -451,3 +452,39 @@ def test_a_damaged_latest_checkpoint_is_skipped_and_the_run_replays_exactly(tmp_
     _, again, _ = checkpoint.load_for_inference(workdir)
     for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(again), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_init_from_starts_from_another_runs_parameters_and_tokenizer(tmp_path, capsys):
+    source = tmp_path / "source"
+    train.train_and_evaluate(_config(tmp_path), source)
+    last = [r for r in read_metrics(source / "metrics.jsonl") if "val_loss" in r][-1]
+    tuned = tmp_path / "tuned"
+    config = _config(tmp_path, **{"train.init_from": str(source), "train.steps": 2})
+    config.tokenizer.vocab_size = 300  # not used: the tokenizer comes with the parameters
+    config.model.vocab_size = 270
+    train.train_and_evaluate(config, tuned)
+    assert "starting from the parameters and the tokenizer of" in capsys.readouterr().out
+    assert (tuned / "tokenizer.bpe").read_bytes() == (source / "tokenizer.bpe").read_bytes()
+    # Step 0 of the new run evaluates the source's final parameters: the same number.
+    first = read_metrics(tuned / "metrics.jsonl")[0]
+    assert first["step"] == 0 and first["val_loss"] == pytest.approx(last["val_loss"], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("init_from", "extra", "message"),
+    [
+        ("missing", {}, "is not a run to start from: .*missing does not exist"),
+        ("source", {}, "has no checkpoint yet; train it first"),
+        ("source", {"model.n_embd": 64}, r"model.n_embd is 32 there; set --config.model.n_embd=32"),
+    ],
+)
+def test_a_bad_init_from_is_refused_before_compiling(tmp_path, monkeypatch, init_from, extra,
+                                                      message):  # fmt: skip
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "config.json").write_text(json.dumps({"model": {**_config(tmp_path).model}}))
+    monkeypatch.setattr(jax, "jit", None)  # any compilation would fail differently
+    config = _config(tmp_path, **{"train.init_from": str(tmp_path / init_from), **extra})
+    with pytest.raises(UserError, match=message):
+        train.train_and_evaluate(config, tmp_path / "tuned")
+    assert not (tmp_path / "tuned").exists()

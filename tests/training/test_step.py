@@ -226,3 +226,15 @@ def test_overfit_one_batch():
     assert last < floor + 0.1 and last < 0.25 * first
     # No causal model goes below the floor: one that did would see the token it predicts.
     assert last > floor - 1e-3
+
+
+def test_the_matmul_peak_is_measured_in_the_compute_dtype(monkeypatch):
+    from gptjax.training import metrics
+
+    seen = []
+    ones = jnp.ones
+    monkeypatch.setattr(metrics.jnp, "ones", lambda shape, dtype: seen.append(dtype) or ones(
+        shape, dtype
+    ))  # fmt: skip
+    assert metrics.measure_matmul_flops(64, repeats=1, dtype="bfloat16") > 0
+    assert [jnp.dtype(d) for d in seen] == [jnp.bfloat16]
