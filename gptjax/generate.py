@@ -3,7 +3,10 @@
   python -m gptjax.generate --workdir runs/tiny --prompt "Le chat mange la" --max-new-tokens 50
 
 The command line only: arguments, loading the run, printing. Generation itself is
-``gptjax.generation`` (``text.stream_text`` and ``text.generate_text``).
+``gptjax.generation`` (``text.stream_text`` and ``text.generate_text``). A mistake the user can
+fix (`gptjax.errors.UserError`: a bad setting, a folder that is not a trained run) is one line
+``error: ...`` and exit code 2, checked before anything is generated; any other error is a bug
+and keeps its traceback.
 """
 
 import argparse
@@ -12,18 +15,42 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from gptjax.errors import UserError, as_user_error
 from gptjax.generation.sampling import check_sampling_args
-from gptjax.generation.text import generate_text, stream_text
+from gptjax.generation.text import generate_text, prompt_ids, stream_text
 from gptjax.model.config import GPTConfig
+from gptjax.runs.rundir import RunDir
+
+# Each sample's tokens live in one int32 device buffer of block_size + max_new_tokens (the KV
+# cache holds block_size positions and slides, so only this buffer grows with the length).
+# A million tokens is 4 MB per sample, about four books of text, and an hour or more of
+# decoding on a CPU; a billion would be 4 GB per sample.
+MAX_NEW_TOKENS = 1_000_000
 
 
-def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+def check_lengths(max_new_tokens: int, num_samples: int) -> None:
+    """Refuses a negative length, no samples, or more than `MAX_NEW_TOKENS` tokens per sample.
+
+    Raises:
+      UserError: the message names the flag and its valid range.
+    """
+    if num_samples < 1:
+        raise UserError(f"--num-samples must be >= 1, got {num_samples}")
+    if not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise UserError(
+            f"--max-new-tokens must be in [0, {MAX_NEW_TOKENS:,}], got {max_new_tokens:,}: each "
+            "sample's tokens are kept in one buffer on the device (4 bytes a token), so ask for "
+            f"at most {MAX_NEW_TOKENS:,} per sample"
+        )
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m gptjax.generate",
         description="Generate text with the latest checkpoint of a training run.",
     )
     parser.add_argument("--workdir", required=True, help="run directory written by gptjax.main")
-    parser.add_argument("--prompt", default="", help='text to continue ("" starts from <bos>)')
+    parser.add_argument("--prompt", default="", help='text to continue ("" starts a document)')
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
     parser.add_argument("--top-k", type=int, default=0, help="keep the k most likely, 0 for all")
@@ -31,34 +58,49 @@ def _parse_args(argv: Sequence[str] | None) -> tuple[argparse.ArgumentParser, ar
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-stream", action="store_true", help="print each sample when done")
-    return parser, parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def _load(args: argparse.Namespace):
+    """Checks the settings against the run, then loads it: (GPTConfig, params, Tokenizer).
+
+    Raises:
+      UserError: a bad setting, a folder that is not a trained run, a prompt it cannot start.
+    """
+    with as_user_error():  # the sampling module's checks are about these flags
+        check_sampling_args(args.temperature, args.top_k, args.top_p)
+    check_lengths(args.max_new_tokens, args.num_samples)
+    run_dir = RunDir(args.workdir)
+    run_dir.read_model_config()  # a folder that is not a run, or a damaged config.json
+    from gptjax.runs.checkpoint import load_for_inference  # orbax is slow to import
+
+    model_config, params, tok = load_for_inference(Path(args.workdir))
+    if tok.vocab_size > model_config.vocab_size:
+        raise UserError(
+            f"{run_dir.tokenizer_path} has {tok.vocab_size} tokens but the model only "
+            f"{model_config.vocab_size}: restore the tokenizer this run trained with"
+        )
+    with as_user_error(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a prompt cut to the context: said when generating
+        prompt_ids(tok, args.prompt, model_config.block_size)  # e.g. "" without a separator
+    return model_config, params, tok
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The command line: load the run, print the samples (the first one live when streaming)."""
-    parser, args = _parse_args(argv)
+    args = _parse_args(argv)
     try:
-        check_sampling_args(args.temperature, args.top_k, args.top_p)
-        if args.max_new_tokens < 0 or args.num_samples < 1:
-            raise ValueError("--max-new-tokens must be >= 0 and --num-samples >= 1")
-        workdir = Path(args.workdir)
-        if not workdir.is_dir():
-            raise ValueError(f"--workdir {workdir} does not exist: give a training run directory")
-        from gptjax.runs.checkpoint import load_for_inference  # orbax is slow to import
-
-        model_config, params, tok = load_for_inference(workdir)
-    except ValueError as e:
-        parser.error(str(e))
+        model_config, params, tok = _load(args)
+    except UserError as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        sys.exit(2)
     with warnings.catch_warnings():
         # Warnings (a prompt cut to the context) as one plain line on stderr, as they happen.
         warnings.simplefilter("always")
         warnings.showwarning = lambda message, *a, **k: print(
             f"warning: {message}", file=sys.stderr
         )
-        try:
-            _print_samples(args, model_config, params, tok)
-        except ValueError as e:  # raised before anything is generated, e.g. a mismatched tokenizer
-            parser.error(str(e))
+        _print_samples(args, model_config, params, tok)
 
 
 def _print_samples(args: argparse.Namespace, model_config: GPTConfig, params, tok) -> None:

@@ -6,12 +6,15 @@ the comparer's own reader.
 
 import json
 import math
+import re
 
 import pytest
 from tiny_runs import assert_valid_png, trained_pair, write_run
 
 from gptjax import compare as cli
-from gptjax.runs import compare
+from gptjax.errors import UserError
+from gptjax.runs import compare, plots
+from gptjax.runs import run as run_module
 from gptjax.runs.run import load_run
 
 
@@ -68,15 +71,78 @@ def test_compare_metric_option_plots_that_metric(two_runs, tmp_path, capsys):
     assert err.startswith("error: no run logged --metric=val_bbp; logged: ") and "val_bpb" in err
 
 
+def _refused(capsys, argv) -> str:
+    """Runs the command, which must refuse: exit code 2 and one line ``error: ...``."""
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert captured.out == ""
+    return lines[0]
+
+
+def _files(path):
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file()}
+
+
 def test_not_a_run_directory_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert cli.main([str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "not a run directory" in err and "config.json" in err
-    assert cli.main([str(tmp_path / "missing")]) == 2
-    assert "is not a directory" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="not a run directory"):
+    (tmp_path / "notes.txt").write_text("")
+    out = ["--out", str(tmp_path / "o")]
+    line = _refused(capsys, [str(tmp_path / "empty"), *out])
+    assert "not a run directory" in line and "config.json" in line
+    assert "missing does not exist" in _refused(capsys, [str(tmp_path / "missing"), *out])
+    assert "notes.txt is a file, not a run directory" in _refused(
+        capsys, [str(tmp_path / "notes.txt"), *out]
+    )
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(UserError, match="not a run directory"):
         load_run(tmp_path / "empty")
+
+
+def test_an_out_that_cannot_be_a_folder_is_refused_and_nothing_is_written(tmp_path, capsys):
+    run = write_run(tmp_path / "r", {"seed": 0}, [{"step": 1, "val_bpb": 2.0}])
+    (tmp_path / "report.md").write_text("the user's own report")
+    before = _files(tmp_path)
+    for out, message in [
+        (tmp_path / "report.md", "the report folder .*report.md is a file"),
+        (tmp_path / "report.md" / "cmp", "cmp is inside .*report.md, which is a file"),
+    ]:
+        assert re.search(message, _refused(capsys, [str(run), "--out", str(out)]))
+    assert _files(tmp_path) == before
+    # A missing folder, parents included, is created.
+    assert cli.main([str(run), "--out", str(tmp_path / "new" / "deeper")]) == 0
+    assert (tmp_path / "new" / "deeper" / "report.md").is_file()
+
+
+def test_a_damaged_run_file_is_named_and_its_advice_works(tmp_path, capsys):
+    run = write_run(tmp_path / "r", {"seed": 0}, [{"step": 1, "val_bpb": 2.0}])
+    (run / "run_info.json").write_text('{"param_count": 12')
+    out = ["--out", str(tmp_path / "cmp")]
+    line = _refused(capsys, [str(run), *out])
+    assert f"{run / 'run_info.json'} is not valid JSON" in line and "repair or delete it" in line
+    (run / "run_info.json").unlink()
+    assert cli.main([str(run), *out]) == 0
+    (run / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, "va\n{"step": 3}\n')
+    line = _refused(capsys, [str(run), *out])
+    assert f"{run / 'metrics.jsonl'}:2 is not valid JSON" in line
+
+
+def test_an_internal_value_error_keeps_its_traceback(tmp_path, capsys, monkeypatch):
+    # A ValueError raised while reading a run, or while plotting, is a bug, not a mistake of the
+    # command line.
+    def broken(*args, **kwargs):
+        raise ValueError("an internal invariant broke")
+
+    run = write_run(tmp_path / "r", {"seed": 0}, [{"step": 1, "val_bpb": 2.0}])
+    for module, name in [(run_module, "flatten"), (plots, "plot_field")]:
+        with monkeypatch.context() as patch:
+            patch.setattr(module, name, broken)
+            with pytest.raises(ValueError, match="an internal invariant broke") as error:
+                cli.main([str(run), "--out", str(tmp_path / "cmp")])
+        assert not isinstance(error.value, UserError)
+        assert "error:" not in capsys.readouterr().err
 
 
 def test_runs_without_metrics_yet(tmp_path, capsys):

@@ -5,6 +5,7 @@ scratch except in the slow test.
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from PIL import Image
 from tiny_runs import trained_pair
 
 from gptjax import experiment as cli
+from gptjax.errors import UserError
 from gptjax.runs import experiment
 from gptjax.runs.rundir import RunDir
 
@@ -113,3 +115,82 @@ def test_bad_experiment_files_stop_before_anything_trains(tmp_path, capsys):
     assert cli.main([str(bad), "--runs-dir", str(tmp_path / "runs")]) == 2
     assert "variant 'b': unknown config key 'model.n_hed'" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def _one_error_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_an_experiment_file_that_does_not_load_is_one_line_naming_its_line(tmp_path, capsys):
+    runs_dir = tmp_path / "runs"
+    line = SWEEP.splitlines().index("def get_config():") + 1
+    for text, message in [
+        (SWEEP.replace("def get_config():", "def get_config(:"), rf", line {line} .*SyntaxError"),
+        ("import no_such_module_xyz\n", r", line 1 .*ModuleNotFoundError: No module named"),
+        (
+            SWEEP.replace("return tiny_config()", "return tiny_config({'model.n_hed': 2})"),
+            r"unknown config key 'model.n_hed'",
+        ),
+        (
+            SWEEP.replace("return tiny_config()", "raise RuntimeError('no base config')"),
+            rf", line {line + 1} \(`raise RuntimeError\('no base config'\)`\): RuntimeError",
+        ),
+    ]:
+        path = tmp_path / "exps" / "pair.py"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+        assert cli.main([str(path), "--runs-dir", str(runs_dir)]) == 2
+        assert re.search(message, _one_error_line(capsys))
+    assert not runs_dir.exists()
+
+
+def test_a_diverging_variant_is_reported_and_the_sweep_goes_on(
+    tmp_path, tmp_path_factory, monkeypatch, capsys
+):
+    # lr=1e30 is a valid, finite setting whose first updates blow the parameters up.
+    monkeypatch.setenv("GPTJAX_CACHE_DIR", str(tmp_path / "cache"))
+    sweep = SWEEP.replace(
+        "VARIANTS = PAIR", "VARIANTS = {'boom': {**PAIR['b'], 'opt.lr': 1e30}, 'a': PAIR['a']}"
+    )
+    path = write_sweep(tmp_path / "exps", sweep)
+    runs_dir = tmp_path / "runs"
+    a = runs_dir / "pair" / "a"
+    shutil.copytree(trained_pair(tmp_path_factory)["a"], a)
+    a_files = {p: p.read_bytes() for p in a.rglob("*") if p.is_file() and p.name != ".lock"}
+
+    assert cli.main([str(path), "--runs-dir", str(runs_dir)]) == 1
+    out = capsys.readouterr()
+    assert "done: {'boom': 'diverged', 'a': 'skipped'}" in out.out  # the next variant ran
+    assert "[pair] boom: diverged: the " in out.out
+    # The trainer's progress bar goes to stderr too; the error is its one line, the last.
+    lines = [line for line in out.err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and out.err.strip().endswith(lines[0])
+    report = tmp_path / "exps" / "results" / "pair" / "report.md"
+    assert lines[0].startswith(f"error: variant 'boom' of {path} diverged")
+    assert f"in {report}" in lines[0] and "under a new variant name" in lines[0]
+    text = report.read_text()
+    assert "Diverged (the table shows their steps before it):\n\n- `boom`: the " in text
+    assert "| boom " in text and "| a " in text
+    assert {p: p.read_bytes() for p in a.rglob("*") if p.is_file() and p.name != ".lock"} == (
+        a_files
+    )
+
+    # The advice, followed: the same settings under a new name, lr fixed, train afresh.
+    path.write_text(sweep.replace("'boom': {**PAIR['b'], 'opt.lr': 1e30}", "'b': PAIR['b']"))
+    assert cli.main([str(path), "--runs-dir", str(runs_dir)]) == 0
+    assert "done: {'b': 'trained', 'a': 'skipped'}" in capsys.readouterr().out
+
+
+def test_an_internal_value_error_keeps_its_traceback(tmp_path, monkeypatch, capsys):
+    # A ValueError from deep inside the sweep is a bug, not a mistake in the experiment file.
+    def broken(self):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(RunDir, "latest_step", broken)
+    path = write_sweep(tmp_path / "exps")
+    with pytest.raises(ValueError, match="an internal invariant broke") as error:
+        cli.main([str(path), "--runs-dir", str(tmp_path / "runs")])
+    assert not isinstance(error.value, UserError)
+    assert "error:" not in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 import dataclasses
 import re
+import shutil
 
 import flax.linen as nn
 import jax
@@ -11,6 +12,8 @@ from tiny_runs import trained_pair
 
 from gptjax import generate as cli
 from gptjax import tokenizer as tk
+from gptjax.errors import UserError
+from gptjax.generation import decode
 from gptjax.generation import text as generate
 from gptjax.model import GPT, GPTConfig
 from gptjax.runs import checkpoint
@@ -77,26 +80,90 @@ def test_cli_prints_the_samples(workdir, tok, model, capsys, stream):
     ],
 )
 def test_cli_rejects_bad_settings(workdir, capsys, args, match):
+    assert re.search(match, _refused(capsys, ["--workdir", str(workdir), *args]))
+
+
+def _refused(capsys, argv) -> str:
+    """Runs the command, which must refuse: exit code 2 and one line ``error: ...``."""
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["--workdir", str(workdir), *args])
+        cli.main(argv)
     assert exit_info.value.code == 2
-    assert re.search(match, capsys.readouterr().err)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert captured.out == ""
+    return lines[0]
 
 
-def test_cli_rejects_missing_empty_and_untrained_workdirs(tmp_path, capsys, tok, model):
+def _files(path):
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in path.rglob("*") if p.is_file()}
+
+
+def test_cli_rejects_missing_empty_untrained_and_file_workdirs(tmp_path, capsys, model):
+    cfg, _ = model
     untrained = RunDir(tmp_path / "untrained")
     untrained.create()
-    untrained.write_config({"model": {}})
+    untrained.write_config({"model": dataclasses.asdict(cfg)})
     (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("not a run")
     for path, message in [
-        (tmp_path / "missing", "does not exist"),
+        (tmp_path / "missing", "missing does not exist: give the --workdir"),
         (tmp_path / "empty", "not a run directory"),
+        (tmp_path / "notes.txt", "notes.txt is a file, not a run directory"),
         (untrained.path, "no complete checkpoint"),
     ]:
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main(["--workdir", str(path)])
-        assert exit_info.value.code == 2
-        assert message in capsys.readouterr().err
+        assert message in _refused(capsys, ["--workdir", str(path)])
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ("{}", "config.json has no model group; repair it, or delete it and rerun"),
+        ('{"model": {"n_head": 2', r"config.json is not valid JSON \(Expecting"),
+        ('{"model": {"n_hed": 2}}', "config.json: its model group is not valid .*n_hed"),
+    ],
+)
+def test_cli_names_a_damaged_config_json_and_changes_nothing(
+    workdir, tmp_path, capsys, config, message
+):
+    run = tmp_path / "run"
+    shutil.copytree(workdir, run)
+    (run / "config.json").write_text(config)
+    before = _files(run)
+    line = _refused(capsys, ["--workdir", str(run)])
+    assert re.search(message, line) and str(run / "config.json") in line
+    assert _files(run) == before
+
+
+def test_cli_refuses_a_length_that_would_not_fit_before_loading_anything(workdir, capsys):
+    line = _refused(capsys, ["--workdir", str(workdir), "--max-new-tokens", "1000000000"])
+    assert line == (
+        f"error: --max-new-tokens must be in [0, {cli.MAX_NEW_TOKENS:,}], got 1,000,000,000: each "
+        "sample's tokens are kept in one buffer on the device (4 bytes a token), so ask for at "
+        f"most {cli.MAX_NEW_TOKENS:,} per sample"
+    )
+    assert "--max-new-tokens must be in" in _refused(
+        capsys, ["--workdir", "x", "--max-new-tokens", "-1"]
+    )
+    assert "--num-samples must be >= 1" in _refused(
+        capsys, ["--workdir", "x", "--num-samples", "0"]
+    )
+    cli.check_lengths(cli.MAX_NEW_TOKENS, 1)  # the advice, at its bound
+    with pytest.raises(UserError):
+        cli.check_lengths(cli.MAX_NEW_TOKENS + 1, 1)
+
+
+def test_an_internal_value_error_keeps_its_traceback(workdir, capsys, monkeypatch):
+    # A ValueError raised deep in the decode loop is a bug, not a mistake of the command line.
+    def broken(*args, **kwargs):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(decode, "generate_chunks", broken)
+    with pytest.raises(ValueError, match="an internal invariant broke") as error:
+        cli.main(["--workdir", str(workdir), "--max-new-tokens", "3"])
+    assert not isinstance(error.value, UserError)
+    assert "error:" not in capsys.readouterr().err
 
 
 def test_cli_says_when_the_prompt_is_cut(workdir, capsys):

@@ -7,11 +7,13 @@ and the training loss against step, tokens seen and wall-clock time, and ``repor
 Runs still training are read as they are now.
 """
 
+import os
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gptjax.errors import UserError
 from gptjax.runs import plots
 from gptjax.runs.run import Run
 
@@ -176,6 +178,33 @@ def summarize_metric(run: Run, metric: str) -> float | None:
     return min(values) if values else None
 
 
+def make_report_dir(out: Path) -> None:
+    """Creates the report folder ``out`` and its parents, if missing.
+
+    Raises:
+      UserError: ``out`` is a file or inside one, or cannot be created or written into (a
+        read-only disk, no permission); nothing was written.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(
+            f"the report folder {out} is a file: give a folder for report.md and the plots (a "
+            "missing one is created)"
+        ) from None
+    except NotADirectoryError:
+        file = next((p for p in out.parents if p.is_file()), out.parent)
+        raise UserError(
+            f"the report folder {out} is inside {file}, which is a file: give a folder outside it"
+        ) from None
+    except OSError as error:
+        raise UserError(
+            f"cannot create the report folder {out} ({error.strerror}): give one you can write to"
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write into the report folder {out}: give one you can write to")
+
+
 def write_report(
     runs: Sequence[Run],
     out: Path,
@@ -196,8 +225,11 @@ def write_report(
 
     Returns:
       The table and its notes, as printed by the command line.
+
+    Raises:
+      UserError: ``out`` cannot be a folder to write into (`make_report_dir`).
     """
-    out.mkdir(parents=True, exist_ok=True)
+    make_report_dir(out)
     diff = differing_keys(runs)
     summary = "\n\n".join([table(runs, diff), *notes(runs, diff, metric)])
     legend = labels(runs, diff)

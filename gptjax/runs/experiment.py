@@ -27,7 +27,7 @@ from typing import Any
 
 import ml_collections
 
-from gptjax.errors import UserError
+from gptjax.errors import UserError, errors_of_file
 from gptjax.runs import compare, provenance
 from gptjax.runs.run import Run, flatten, load_run
 from gptjax.runs.rundir import RunDir
@@ -61,9 +61,11 @@ class Experiment:
 
 
 def _import_file(path: Path, prefix: str):
+    """Imports a user's Python file; an exception its code raises is a `UserError` naming it."""
     spec = importlib.util.spec_from_file_location(f"{prefix}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    with errors_of_file(path):
+        spec.loader.exec_module(module)
     return module
 
 
@@ -72,36 +74,48 @@ def config_from_file(path: str | Path) -> ml_collections.ConfigDict:
 
     Experiment files build their base config this way, so the sweep starts from a config that
     ``python -m gptjax.main --config`` also runs.
+
+    Raises:
+      UserError: the file is missing, does not load, or its ``get_config()`` raises or returns
+        something else than a ConfigDict.
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"config file {path} not found")
-    return _import_file(path, "gptjax_config").get_config()
+        raise UserError(f"config file {path} not found")
+    get_config = getattr(_import_file(path, "gptjax_config"), "get_config", None)
+    if not callable(get_config):
+        raise UserError(f"config file {path} defines no get_config() returning a ConfigDict")
+    with errors_of_file(path):
+        config = get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise UserError(f"{path}: get_config() returned {type(config).__name__}, not a ConfigDict")
+    return config
 
 
 def load_experiment(path: str | Path) -> Experiment:
     """Imports an experiment file and checks its shape.
 
     Raises:
-      ValueError: the file is missing, lacks ``get_config`` or ``VARIANTS``, or names a variant
-        with characters that do not belong in a folder name.
+      UserError: the file is missing or does not load (a syntax error, an exception at import),
+        lacks ``get_config`` or ``VARIANTS``, or names a variant with characters that do not
+        belong in a folder name.
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"experiment file {path} not found (expected e.g. experiments/heads.py)")
+        raise UserError(f"experiment file {path} not found (expected e.g. experiments/heads.py)")
     module = _import_file(path, "gptjax_experiment")
     get_config = getattr(module, "get_config", None)
     variants = getattr(module, "VARIANTS", None)
     if not callable(get_config) or not isinstance(variants, Mapping) or not variants:
-        raise ValueError(
+        raise UserError(
             f"{path} must define get_config() -> ConfigDict and VARIANTS, a non-empty dict "
             "mapping a variant name to its overrides, e.g. {'h1': {'model.n_head': 1}}."
         )
     for name, overrides in variants.items():
         if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
-            raise ValueError(f"{path}: variant name {name!r} must match {VARIANT_NAME.pattern}")
+            raise UserError(f"{path}: variant name {name!r} must match {VARIANT_NAME.pattern}")
         if not isinstance(overrides, Mapping):
-            raise ValueError(f"{path}: variant {name!r} must map dotted keys to values")
+            raise UserError(f"{path}: variant {name!r} must map dotted keys to values")
     return Experiment(
         name=path.stem,
         path=path,
@@ -127,7 +141,7 @@ def apply_overrides(
       ``config``.
 
     Raises:
-      ValueError: a key is not in the config, or its value has the wrong type.
+      UserError: a key is not in the config, or its value has the wrong type.
     """
     known = flatten(json.loads(config.to_json()))
     for key, value in overrides.items():
@@ -140,20 +154,31 @@ def apply_overrides(
         if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
             close = difflib.get_close_matches(key, known, n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"{where}: unknown config key {key!r}.{hint}")
+            raise UserError(f"{where}: unknown config key {key!r}.{hint}")
         if isinstance(node[leaf], ml_collections.ConfigDict):
-            raise ValueError(f"{where}: {key!r} is a group; override its keys one by one")
+            raise UserError(f"{where}: {key!r} is a group; override its keys one by one")
         try:
             node[leaf] = value
         except TypeError as error:
-            raise ValueError(f"{where}: {key}={value!r} has the wrong type ({error})") from error
+            raise UserError(f"{where}: {key}={value!r} has the wrong type ({error})") from error
     return config
 
 
 def variant_config(experiment: Experiment, variant: str) -> ml_collections.ConfigDict:
-    """Returns the base config with the variant's overrides applied."""
+    """Returns the base config with the variant's overrides applied.
+
+    Raises:
+      UserError: the experiment's ``get_config()`` raises or returns no ConfigDict, or an
+        override is refused (`apply_overrides`).
+    """
     where = f"{experiment.path}: variant {variant!r}"
-    return apply_overrides(experiment.get_config(), experiment.variants[variant], where)
+    with errors_of_file(experiment.path):
+        config = experiment.get_config()
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise UserError(
+            f"{experiment.path}: get_config() returned {type(config).__name__}, not a ConfigDict"
+        )
+    return apply_overrides(config, experiment.variants[variant], where)
 
 
 def train_variant(config: ml_collections.ConfigDict, workdir: Path) -> str:
@@ -164,7 +189,9 @@ def train_variant(config: ml_collections.ConfigDict, workdir: Path) -> str:
 
     Raises:
       UserError: ``workdir`` holds a checkpointed run whose config differs in a key that cannot
-        change on resume (``gptjax.training.run_config.SAFE_ON_RESUME`` lists those that can).
+        change on resume (``gptjax.training.run_config.SAFE_ON_RESUME`` lists those that can),
+        or the trainer refuses it.
+      TrainingDiverged: the variant diverged (``gptjax.training.loop``).
     """
     from gptjax.training import loop as train  # these pull in JAX: load them when needed
     from gptjax.training import run_config  # these pull in JAX: load them when needed
@@ -209,6 +236,14 @@ def shared_config(runs: Sequence[Run]) -> str:
     return f"<details>{summary}\n\n```\n{body}\n```\n\n</details>"
 
 
+def diverged_note(diverged: Mapping[str, str]) -> str:
+    """Says which variants diverged and how, in Markdown ("" when none did)."""
+    if not diverged:
+        return ""
+    lines = [f"- `{variant}`: {message}" for variant, message in diverged.items()]
+    return "Diverged (the table shows their steps before it):\n\n" + "\n".join(lines)
+
+
 def run_experiment(
     experiment: Experiment, runs_dir: Path, results_dir: Path, command: str
 ) -> tuple[dict[str, str], Path]:
@@ -220,16 +255,30 @@ def run_experiment(
       results_dir: the report goes to ``results_dir/experiment.name/``.
       command: the command line, recorded in the report.
 
+    A variant that diverges does not stop the sweep: its divergence is a result (a learning
+    rate too high, say), the other variants still train, and the report names it and why.
+
     Returns:
-      The status of each variant (``"trained"``, ``"resumed"`` or ``"skipped"``), and the path
-      of ``report.md``.
+      The status of each variant (``"trained"``, ``"resumed"``, ``"skipped"`` or
+      ``"diverged"``), and the path of ``report.md``.
+
+    Raises:
+      UserError: a bad experiment file or override (before anything trains), or a variant's
+        folder that cannot train (refused by the trainer or by `train_variant`).
     """
+    from gptjax.training.loop import TrainingDiverged  # JAX: loaded when there is work to do
+
     configs = {v: variant_config(experiment, v) for v in experiment.variants}  # fail fast
-    status = {}
+    status, diverged = {}, {}
     for variant, config in configs.items():
         workdir = runs_dir / experiment.name / variant
         print(f"[{experiment.name}] {variant}: {workdir}", flush=True)
-        status[variant] = train_variant(config, workdir)
+        try:
+            status[variant] = train_variant(config, workdir)
+        except TrainingDiverged as error:
+            status[variant], diverged[variant] = "diverged", str(error)
+            print(f"[{experiment.name}] {variant}: diverged: {error}", flush=True)
+            continue
         print(f"[{experiment.name}] {variant}: {status[variant]}", flush=True)
     runs = {v: load_run(runs_dir / experiment.name / v) for v in experiment.variants}
     out = results_dir / experiment.name
@@ -238,9 +287,11 @@ def run_experiment(
             experiment.doc,
             provenance.describe(command, runs.values(), experiment.path),
             held_fixed(list(runs.values())),
+            diverged_note(diverged),
         ]
     )
-    extra = experiment.analyze(runs) if experiment.analyze else ""
+    with errors_of_file(experiment.path):
+        extra = experiment.analyze(runs) if experiment.analyze else ""
     extra = f"{extra}\n\n{shared_config(list(runs.values()))}"
     title = f"Experiment: {experiment.name}"
     compare.write_report(list(runs.values()), out, experiment.metric, title, intro, extra)

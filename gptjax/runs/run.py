@@ -11,7 +11,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gptjax.errors import UserError
 from gptjax.runs.rundir import RunDir, read_metrics
 
 
@@ -81,11 +80,11 @@ def load_run(path: str | Path) -> Run:
       The run as it is now on disk.
 
     Raises:
-      UserError: ``path`` is not a directory, or has no ``config.json`` (so is not a run).
+      UserError: ``path`` is not a directory, or has no ``config.json`` (so is not a run), or
+        one of its files is damaged (`RunDir.read_config`, `RunDir.read_run_info`,
+        `gptjax.runs.rundir.read_metrics`).
     """
     run_dir = RunDir(path)
-    if not run_dir.path.is_dir():
-        raise UserError(f"{path} is not a directory: give the --workdir of a training run")
     return Run(
         path=run_dir.path,
         config=flatten(run_dir.read_config()),

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from gptjax import tokenizer as tk
-from gptjax.errors import UserError
+from gptjax.errors import UserError, as_user_error
 
 CONFIG_FILE = "config.json"
 RUN_INFO_FILE = "run_info.json"
@@ -75,6 +75,20 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 def _write_json(path: Path, value: Any) -> None:
     text = json.dumps(value, indent=2, sort_keys=True) + "\n"
     _write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def _read_json(path: Path, fix: str) -> dict[str, Any]:
+    """Reads a JSON object from ``path``; a damaged file is a `UserError` naming it and ``fix``."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:  # json.JSONDecodeError, UnicodeDecodeError
+        raise UserError(f"{path} is not valid JSON ({error}); {fix}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} holds a JSON {type(value).__name__}, not an object; {fix}")
+    return value
+
+
+_NOT_A_RUN = "give the --workdir that `python -m gptjax.main` trained into"
 
 
 def upgrade_config(saved: Mapping[str, Any]) -> dict[str, Any]:
@@ -153,8 +167,30 @@ class RunDir:
         return self.config_path.is_file()
 
     def create(self) -> None:
-        """Makes the folder (and its parents) if it does not exist yet."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Makes the folder (and its parents) if it does not exist yet.
+
+        Raises:
+          UserError: the path is a file or inside one, or cannot be created (a read-only disk, a
+            parent folder without write permission); nothing was changed.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise UserError(
+                f"{self.path} exists and is not a folder: give a --workdir that is a run "
+                "directory, or a new path"
+            ) from None
+        except NotADirectoryError:
+            file = next((p for p in self.path.parents if p.is_file()), self.path.parent)
+            raise UserError(
+                f"{self.path} is inside {file}, which is a file, not a folder: give a --workdir "
+                "outside it"
+            ) from None
+        except OSError as error:
+            raise UserError(
+                f"cannot create {self.path} ({error.strerror}): give a --workdir on a disk you "
+                "can write to"
+            ) from None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -167,12 +203,20 @@ class RunDir:
         `lock` in the same process is refused too.
 
         Raises:
-          UserError: another open ``.lock`` (another trainer) holds the lock; nothing was changed.
+          UserError: another open ``.lock`` (another trainer) holds the lock, or the folder
+            cannot be created (`create`) or written into (a read-only disk); nothing was changed.
         """
         import fcntl  # POSIX only; the lock is the only part of gptjax that needs it
 
         self.create()
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:  # a read-only disk, a folder without write permission
+            raise UserError(
+                f"cannot write in {self.path} ({error.strerror}), and training writes its lock, "
+                "checkpoints and metrics there: give a --workdir you can write to (`python -m "
+                f"gptjax.generate --workdir {self.path}` samples a trained run without writing)"
+            ) from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -224,24 +268,60 @@ class RunDir:
         """Returns the saved config as a nested dict, brought up to date by `upgrade_config`.
 
         Raises:
-          UserError: there is no ``config.json``, so this is not a run directory.
+          UserError: the path is not a folder, or has no ``config.json`` (so it is not a run
+            directory), or its ``config.json`` is not a JSON object.
         """
+        if not self.path.is_dir():
+            what = "is a file, not a run directory" if self.path.exists() else "does not exist"
+            raise UserError(f"{self.path} {what}: {_NOT_A_RUN}")
         if not self.is_run:
             raise UserError(
                 f"{self.path} is not a run directory: it has no {CONFIG_FILE}. Give the --workdir "
                 "that `python -m gptjax.main` trained into (it writes config.json when it starts)."
             )
-        return upgrade_config(json.loads(self.config_path.read_text(encoding="utf-8")))
+        return upgrade_config(_read_json(self.config_path, self._config_fix))
+
+    @property
+    def _config_fix(self) -> str:
+        # The trainer writes config.json again when it has none: see loop._bind_config.
+        return (
+            f"repair it, or delete it and rerun `python -m gptjax.main --workdir {self.path}` with "
+            "the config this run was trained with, which writes it again"
+        )
+
+    def read_model_config(self):
+        """Returns the run's `GPTConfig`, from the ``model`` group of ``config.json``.
+
+        Raises:
+          UserError: as `read_config`, or the ``model`` group is missing or does not make a
+            valid `GPTConfig`.
+        """
+        from gptjax.model.config import GPTConfig  # imports JAX, which `compare` does without
+
+        model = self.read_config().get("model")
+        if not isinstance(model, Mapping):
+            raise UserError(f"{self.config_path} has no model group; {self._config_fix}")
+        try:
+            return GPTConfig(**model)
+        except (TypeError, ValueError) as error:  # TypeError: a key GPTConfig does not have
+            raise UserError(
+                f"{self.config_path}: its model group is not valid ({error}); {self._config_fix}"
+            ) from None
 
     def write_run_info(self, info: Mapping[str, Any]) -> None:
         """Saves the run's provenance (``gptjax.training.run_config.run_info``)."""
         _write_json(self.run_info_path, dict(info))
 
     def read_run_info(self) -> dict[str, Any]:
-        """Returns ``run_info.json`` as a dict, empty when the run has not written it yet."""
+        """Returns ``run_info.json`` as a dict, empty when the run has not written it yet.
+
+        Raises:
+          UserError: the file is not a JSON object.
+        """
         if not self.run_info_path.is_file():
             return {}
-        return json.loads(self.run_info_path.read_text(encoding="utf-8"))
+        fix = "repair or delete it (it is provenance only; the trainer writes it when it starts)"
+        return _read_json(self.run_info_path, fix)
 
     # The tokenizer, the metrics and the samples.
 
@@ -250,8 +330,17 @@ class RunDir:
         _write_atomically(self.tokenizer_path, lambda tmp: tk.save(tok, tmp))
 
     def load_tokenizer(self) -> tk.Tokenizer:
-        """Loads the run's tokenizer."""
-        return tk.load(self.tokenizer_path)
+        """Loads the run's tokenizer.
+
+        Raises:
+          UserError: the file is missing or damaged.
+        """
+        if not self.tokenizer_path.is_file():
+            raise UserError(
+                f"{self.tokenizer_path} is missing: restore the tokenizer this run trained with"
+            )
+        with as_user_error():  # the file's format errors name the file and the line
+            return tk.load(self.tokenizer_path)
 
     def metrics_writer(self, resume_step: int = 0) -> "MetricsWriter":
         """Opens ``metrics.jsonl`` and ``tb/`` for appending, from ``resume_step`` on."""
@@ -266,6 +355,12 @@ class RunDir:
         text = "".join(f"--- sample {i + 1} ---\n{t}\n" for i, t in enumerate(texts))
         _write_atomically(self.samples_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return text
+
+    def read_samples(self) -> str:
+        """Returns the saved samples as `write_samples` wrote them, "" when there are none."""
+        if not self.samples_path.is_file():
+            return ""
+        return self.samples_path.read_text(encoding="utf-8")
 
     # Checkpoints: where they live and which are complete (their contents: runs/checkpoint.py).
 
@@ -333,16 +428,26 @@ class MetricsWriter:
     """Appends metrics to ``metrics.jsonl`` and TensorBoard event files (see `RunDir`).
 
     On resume from step s, records after s (logged by a run that died before its next
-    checkpoint) are dropped and TensorBoard purges them too, so every step appears once.
+    checkpoint) are dropped and TensorBoard purges them too, so every step appears once. So is a
+    torn last line (a run killed while appending it); the records kept stay byte for byte, and
+    the file is replaced atomically, so a crash meanwhile loses none of them.
     """
 
     def __init__(self, path: Path, tb_dir: Path, resume_step: int = 0):
+        """Opens the files, dropping the records after ``resume_step``.
+
+        Raises:
+          UserError: a line of ``metrics.jsonl`` other than the last is damaged (see
+            `read_metrics`); nothing was changed.
+        """
         from tensorboardX import SummaryWriter
 
         self.path = path
         if path.exists():
-            kept = [r for r in read_metrics(path) if r["step"] <= resume_step]
-            path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+            text = path.read_bytes()
+            kept = b"".join(line + b"\n" for line, r in _records(path) if r["step"] <= resume_step)
+            if kept != text:
+                _write_atomically(path, lambda tmp: tmp.write_bytes(kept))
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         self._tb = SummaryWriter(str(tb_dir), purge_step=resume_step + 1 if resume_step else None)
 
@@ -370,23 +475,38 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
       The records in file order.
 
     Raises:
-      UserError: a line other than the last one is not a JSON object.
+      UserError: a line other than the last one is not a metrics record (a JSON object with an
+        integer ``"step"``); the message names the file and the line.
     """
+    return [record for _, record in _records(path)]
+
+
+def _records(path: Path) -> list[tuple[bytes, dict[str, Any]]]:
+    """The records of a metrics file with their lines as written (without the newline)."""
     if not path.is_file():
         return []
-    lines = path.read_text(encoding="utf-8").split("\n")
+    lines = path.read_bytes().split(b"\n")
+    # A run in progress may be caught half-way through appending its last record, and a run
+    # killed there leaves it torn: a last line that is not JSON is dropped, not an error.
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
     records = []
-    for number, line in enumerate(lines, start=1):
+    for index, line in enumerate(lines):
         if not line.strip():
             continue
+        where = f"{path}:{index + 1}"
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            # A run in progress may be caught half-way through appending its last record.
-            if all(not rest.strip() for rest in lines[number:]):
+            record = json.loads(line.decode("utf-8"))
+        except ValueError as error:  # json.JSONDecodeError, UnicodeDecodeError
+            if index == last:
                 break
-            raise UserError(f"{path}:{number} is not valid JSON ({error})") from error
-        if not isinstance(record, dict):
-            raise UserError(f"{path}:{number} is not a JSON object: {line[:80]!r}")
-        records.append(record)
+            raise UserError(
+                f"{where} is not valid JSON ({error}); delete or repair that line"
+            ) from None
+        step = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool):
+            raise UserError(
+                f'{where} is not a metrics record (a JSON object with an integer "step"): '
+                f"{line[:80].decode('utf-8', 'replace')!r}; delete or repair that line"
+            )
+        records.append((line, record))
     return records

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tiny_runs import PAIR, tiny_config, trained_pair, write_run
 
-from gptjax.errors import UserError
+from gptjax.errors import UserError, errors_of_file
 from gptjax.model.config import GPTConfig
 from gptjax.runs import experiment
 from gptjax.runs.run import load_run
@@ -114,3 +114,59 @@ def test_the_budget_counts_the_tokens_fed_once(tmp_path, tmp_path_factory):
     run = load_run(trained_pair(tmp_path_factory)["a"])
     assert run.metrics[-1]["tokens_seen"] == experiment.budget(run.config)
     assert run.metrics[-1]["step"] == run.config["train.steps"]
+
+
+def test_a_config_or_experiment_file_that_does_not_load_names_its_line(tmp_path):
+    config = tmp_path / "config.py"
+    cases = [
+        ("def get_config(:\n", r"config.py, line 1 \(`def get_config\(:`\): SyntaxError"),
+        ("X = 1\n", r"config file .*config.py defines no get_config\(\)"),
+        ("def get_config():\n    return {}\n", r"get_config\(\) returned dict, not a ConfigDict"),
+        (
+            "import json\n\n\ndef get_config():\n    return json.loads('{')\n",
+            r"config.py, line 5 \(`return json.loads\('\{'\)`\), raised in .*json.*: "
+            r"JSONDecodeError: Expecting",
+        ),
+    ]
+    for text, message in cases:
+        config.write_text(text)
+        with pytest.raises(UserError, match=message) as error:
+            experiment.config_from_file(config)
+        assert "\n" not in str(error.value)
+    # An experiment whose base config is such a file: the innermost file is named.
+    sweep = tmp_path / "sweep.py"
+    sweep.write_text(
+        "from gptjax.runs.experiment import config_from_file\n\nVARIANTS = {'a': {}}\n\n\n"
+        f"def get_config():\n    return config_from_file({str(config)!r})\n"
+    )
+    with pytest.raises(UserError, match=r"config.py, line 5 .*JSONDecodeError"):
+        experiment.variant_config(experiment.load_experiment(sweep), "a")
+
+
+def test_errors_of_file_leaves_other_errors_alone(tmp_path):
+    path = tmp_path / "config.py"
+    path.write_text("def get_config():\n    raise KeyError('typo')\n")
+    module = experiment._import_file(path, "test")
+    with pytest.raises(UserError, match=r"line 2 .*KeyError: 'typo'"), errors_of_file(path):
+        module.get_config()
+    # Raised by code that never runs the file: a bug elsewhere, unchanged with its traceback.
+    with pytest.raises(KeyError) as error, errors_of_file(path):
+        {}["internal"]
+    assert not isinstance(error.value, UserError)
+    with pytest.raises(UserError, match="^as it was$"), errors_of_file(path):
+        raise UserError("as it was")
+
+
+def test_an_analyze_hook_that_raises_names_its_line(tmp_path, tmp_path_factory):
+    runs_dir = tmp_path / "runs"
+    for name in ("a", "b"):
+        shutil.copytree(trained_pair(tmp_path_factory)[name], runs_dir / "pair" / name)
+    path = tmp_path / "pair.py"
+    path.write_text(
+        "from tiny_runs import PAIR, tiny_config\n\nVARIANTS = PAIR\n\n\n"
+        "def get_config():\n    return tiny_config()\n\n\n"
+        "def analyze(runs):\n    return runs['c']\n"
+    )
+    loaded = experiment.load_experiment(path)
+    with pytest.raises(UserError, match=r"pair.py, line 11 \(`return runs\['c'\]`\): KeyError"):
+        experiment.run_experiment(loaded, runs_dir, tmp_path / "results", "cmd")
