@@ -233,13 +233,12 @@ def load_checkpoint(workdir: str | Path, step: int | None = None, say=None):
 
     say = say or (lambda line: print(line, file=sys.stderr))
     run_dir = RunDir(workdir)
-    saved = run_dir.read_config()  # raises when workdir is not a run directory
+    model_config = run_dir.read_model_config()  # raises when workdir is not a run directory
     steps = run_dir.checkpoint_steps()
     if not steps:
         raise UserError(f"{workdir} has no complete checkpoint yet; train it first.")
     if step is not None and step not in steps:
         raise UserError(f"{workdir} has no checkpoint at step {step}; its steps are {steps}.")
-    model_config = GPTConfig(**saved["model"])
     target = {"params": _abstract_params(model_config)}
     damaged = []
     for candidate in [step] if step is not None else reversed(steps):

@@ -23,9 +23,11 @@ is the last good state.
 import contextlib
 import functools
 import json
+import logging
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -37,7 +39,7 @@ from gptjax.errors import UserError
 from gptjax.model import GPT, kernels
 from gptjax.model.config import GPTConfig
 from gptjax.runs import checkpoint
-from gptjax.runs.rundir import RunDir
+from gptjax.runs.rundir import RunDir, read_metrics
 from gptjax.training import data, evaluation, ledger, sharding
 from gptjax.training.evaluation import Evaluator
 from gptjax.training.metrics import all_finite, measure_matmul_flops, mfu
@@ -171,6 +173,7 @@ def _bind_config(config: ml_collections.ConfigDict, run_dir: RunDir) -> None:
                 print(f"removed the earlier attempt's {', '.join(removed)}")
         run_dir.write_config(current)
         return
+    read_metrics(run_dir.metrics_path)  # a damaged line is refused before anything is written
     if run_dir.is_run:
         changes = check_resume_config(run_dir.read_config(), config)
         if changes:
@@ -228,6 +231,9 @@ class Trainer:
             config, model_config, tx, self.mesh, run_dir
         )
         self.manager = run_dir.checkpoint_manager(keep=train.keep_checkpoints)
+        absl_logger = logging.getLogger("absl")
+        if not any(isinstance(f, _QuietOrbaxErrors) for f in absl_logger.filters):
+            absl_logger.addFilter(_QuietOrbaxErrors())
         if resume_step is not None:
             print(f"resumed {run_dir.path} from step {resume_step}")
         self.last_saved = resume_step
@@ -319,7 +325,8 @@ class Trainer:
                             self.save(end)
                         self.rate_start = time.perf_counter()
                     if stop.requested:
-                        self.manager.wait_until_finished()
+                        with self.writing_checkpoints():
+                            self.manager.wait_until_finished()
                         self.bar.write(
                             f"interrupted: checkpoint saved at step {end}; rerun to resume."
                         )
@@ -426,10 +433,35 @@ class Trainer:
           TrainingDiverged: a parameter or optimizer moment is not finite (nothing is saved).
         """
         self.check_state(step)
-        checkpoint.save(
-            self.manager, self.state, {"wall_time": time.perf_counter() - self.wall_start}
-        )
+        with self.writing_checkpoints():  # orbax reports a failed earlier save here
+            checkpoint.save(
+                self.manager, self.state, {"wall_time": time.perf_counter() - self.wall_start}
+            )
         self.last_saved = step
+
+    @contextlib.contextmanager
+    def writing_checkpoints(self) -> Iterator[None]:
+        """Turns a checkpoint that could not be written (a full disk, a read-only folder) into
+        one `UserError` saying which checkpoint is intact; any other error propagates as is.
+
+        Saves are atomic, so the failed one left only a temporary folder (removed by the next
+        run) and every earlier checkpoint is whole.
+        """
+        try:
+            yield
+        except Exception as error:
+            if not _is_write_failure(error):
+                raise
+            intact = self.run_dir.latest_step()
+            kept, then = "no checkpoint was completed", "it starts afresh"
+            if intact is not None:
+                kept, then = f"the checkpoint of step {intact} is intact", "it resumes from it"
+            reason = " ".join(str(error).split())[:200]
+            raise UserError(
+                f"writing a checkpoint into {self.run_dir.checkpoint_dir} failed ({reason}); "
+                f"{kept}. Free some disk space (or make the folder writable), then rerun the "
+                f"same command: {then}."
+            ) from error
 
     def check_state(self, step: int) -> None:
         """Raises `TrainingDiverged` unless every parameter and optimizer moment is finite.
@@ -464,8 +496,35 @@ class Trainer:
 
     def close(self) -> None:
         """Waits for the checkpoint being written, then releases the checkpoint manager."""
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            with self.writing_checkpoints():
+                self.manager.wait_until_finished()
+        finally:
+            self.manager.close()
+
+
+class _QuietOrbaxErrors(logging.Filter):
+    """Drops orbax's own error logs (with tracebacks) of a save that failed in its threads: the
+    failure reaches `Trainer.writing_checkpoints`, which reports it as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and "orbax" in record.pathname)
+
+
+# What a failed write says, in the errors orbax and TensorStore raise from their own threads.
+_WRITE_FAILURES = (
+    "No space left", "File too large", "Read-only file system", "Permission denied",
+    "Disk quota", "Failed writing",
+)  # fmt: skip
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    """True when ``error``, or an error it was raised from, is a failure to write a file."""
+    while error is not None:
+        if isinstance(error, OSError) or any(m in str(error) for m in _WRITE_FAILURES):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def call_plan(

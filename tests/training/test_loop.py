@@ -488,3 +488,47 @@ def test_a_bad_init_from_is_refused_before_compiling(tmp_path, monkeypatch, init
     with pytest.raises(UserError, match=message):
         train.train_and_evaluate(config, tmp_path / "tuned")
     assert not (tmp_path / "tuned").exists()
+
+
+def _limit_file_size(max_bytes):
+    """A ``preexec_fn``: files larger than ``max_bytes`` cannot be written (as on a full disk)."""
+    import resource
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return limit
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_the_earlier_one_survives(tmp_path):
+    workdir = tmp_path / "run"
+    first = _config_file(tmp_path, **{"train.steps": 8, "train.checkpoint_every": 8})
+    done = subprocess.run(
+        [sys.executable, "-m", "gptjax.main", "--config", str(first), "--workdir", str(workdir)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = {p: p.read_bytes() for p in (workdir / "checkpoints").rglob("*") if p.is_file()}
+    largest = max(len(b) for b in saved.values())
+    # Resumed to 16 steps with no file allowed past half the largest array file: the save at
+    # step 16 fails the way a full disk fails it.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "gptjax.main", *_main_args(tmp_path, workdir,
+         "--config.train.checkpoint_every=8")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+        preexec_fn=_limit_file_size(largest // 2),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "writing a checkpoint into" in lines[0]
+    assert "the checkpoint of step 8 is intact" in lines[0] and "rerun the same command" in lines[0]
+    assert "Traceback" not in done.stderr
+    assert RunDir(workdir).checkpoint_steps() == [8]
+    assert all(p.read_bytes() == b for p, b in saved.items())  # step 8 untouched
+    # The advice, followed: the same command again, with room to write.
+    again = _run_main(tmp_path, workdir, "--config.train.checkpoint_every=8")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed" in again.stdout and RunDir(workdir).checkpoint_steps() == [8, 16]
