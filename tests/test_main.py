@@ -139,8 +139,11 @@ set -e
 mount --bind "$RUN" "$RUN"
 mount -o remount,bind,ro "$RUN"
 set +e
-"$PYTHON" -m gptjax.main --config "$CONFIG" --workdir "$RUN" 2> "$OUT/main.err"
+"$PYTHON" -m gptjax.main --config "$CONFIG" --workdir "$RUN" > "$OUT/main.out" 2> "$OUT/main.err"
 echo "main $?" >> "$OUT/codes"
+"$PYTHON" -m gptjax.main --config "$CONFIG" --workdir "$RUN" --config.train.steps=8 \
+  2> "$OUT/longer.err"
+echo "longer $?" >> "$OUT/codes"
 "$PYTHON" -m gptjax.generate --workdir "$RUN" --max-new-tokens 5 > "$OUT/generate.out" \
   2> "$OUT/generate.err"
 echo "generate $?" >> "$OUT/codes"
@@ -178,8 +181,14 @@ def test_a_run_on_a_read_only_disk(tmp_path, tmp_path_factory):
     if done.returncode != 0:
         pytest.skip(f"cannot mount a read-only folder here: {done.stderr.strip()}")
     codes = dict(line.split() for line in (out / "codes").read_text().splitlines())
-    assert codes == {"main": "2", "generate": "0", "compare": "2"}, (out / "main.err").read_text()
-    main_err = (out / "main.err").read_text().strip().splitlines()
+    assert codes == {"main": "0", "longer": "2", "generate": "0", "compare": "2"}, codes
+    # A finished run says so, and prints its samples, without writing anything...
+    assert (
+        "already finished 4 steps (it is read-only: nothing is written)"
+        in (out / "main.out").read_text()
+    )
+    # ...and one that would train on is refused in one line.
+    main_err = (out / "longer.err").read_text().strip().splitlines()
     assert len(main_err) == 1 and main_err[0].startswith(f"error: cannot write in {run} ")
     assert "Read-only file system" in main_err[0]
     assert f"python -m gptjax.generate --workdir {run}` samples" in main_err[0]

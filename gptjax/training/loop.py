@@ -24,6 +24,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -71,6 +72,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
     model_config = check_config(config)
     source = _check_init_from(config, model_config)
     run_dir = RunDir(workdir)
+    if _finished_read_only(config, run_dir):
+        return
     # Every host of a multi-host job runs this with the same (shared) workdir: one lock per job.
     primary = jax.process_index() == 0
     with run_dir.lock() if primary else contextlib.nullcontext():
@@ -107,6 +110,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
         finally:
             trainer.close()
         _write_samples(config, model_config, trainer.state.params, prepared.tok, run_dir)
+
+
+def _finished_read_only(config: ml_collections.ConfigDict, run_dir: RunDir) -> bool:
+    """On a run directory that cannot be written, a finished run still prints its samples.
+
+    Returns:
+      True when ``run_dir`` is read-only and has trained ``train.steps`` (nothing is written:
+      the saved samples are printed); False otherwise, and the trainer goes on (and refuses a
+      read-only directory when it takes the lock).
+
+    Raises:
+      UserError: the config differs from the run's in a key that cannot change on resume.
+    """
+    if not run_dir.is_run or os.access(run_dir.path, os.W_OK):
+        return False
+    step = run_dir.latest_step()
+    if step is None or step < config.train.steps:
+        return False
+    check_resume_config(run_dir.read_config(), config)
+    print(
+        f"{run_dir.path} already finished {step} steps (it is read-only: nothing is written); "
+        "samples:"
+    )
+    print(run_dir.read_samples(), end="", flush=True)
+    return True
 
 
 # The model keys that decide the parameters' shapes: they must match the run fine-tuned from.
