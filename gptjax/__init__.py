@@ -16,6 +16,8 @@ The package follows the tutorial part by part:
   -  runs                    gptjax.runs (run directory, checkpoints, comparisons, sweeps),
                              gptjax.compare, gptjax.experiment
   -  GPT-2 weights           gptjax.model.hf, gptjax.convert (Hugging Face safetensors in, out)
+  -  seeing inside           gptjax.inspection, gptjax.inspect (tokens, merges, attention,
+                             positions, embeddings, next-token table: text and pictures)
   -  errors                  gptjax.errors                 (UserError: one line, exit code 2)
 
 How the stages connect (docs/design.md has the full picture and the import rule):
@@ -24,7 +26,8 @@ How the stages connect (docs/design.md has the full picture and the import rule)
   training.loop:  data + step + model, writes a run directory (runs.rundir, runs.checkpoint)
   generation:     model + tokenizer; gptjax.generate loads them from a run directory
   runs.compare, runs.experiment:  read run directories (experiment trains through training.loop)
-  commands on top (main, evaluate, generate, compare, experiment, convert): command lines only;
+  commands on top (main, evaluate, generate, compare, experiment, convert, inspect): command
+  lines only;
   nothing imports them
 
 Dimension legend, used in every tensor name (``x_BTD``, ``q_BTNH``) and einsum string:

@@ -18,6 +18,7 @@ COMMANDS = {
     "gptjax.experiment",
     "gptjax.evaluate",
     "gptjax.convert",
+    "gptjax.inspect",
     "gptjax.tokenizer.__main__",
 }
 # The run directory's file names (gptjax.runs.rundir owns the layout).
@@ -132,7 +133,11 @@ OTHER_LAYOUTS = {
 # docs/design.md's layers, top to bottom: a module imports only from its own layer and below.
 LAYERS = [
     ("commands", COMMANDS),
-    ("research", {"gptjax.runs.compare", "gptjax.runs.plots", "gptjax.runs.experiment"}),
+    (
+        "research",
+        {"gptjax.runs.compare", "gptjax.runs.plots", "gptjax.runs.experiment"}
+        | {n for n in MODULES if n.startswith("gptjax.inspection")},
+    ),
     ("training", {n for n in MODULES if n.startswith("gptjax.training")}),
     (
         "run storage",

@@ -26,6 +26,13 @@ Choices:
   slots written so far (O(current length) per step instead of O(block_size)); without a cache, on
   a GPU in 16-bit floats, it calls cuDNN's fused kernel. Neither has dropout, so a training call
   with ``dropout > 0`` keeps the plain attention.
+* The plain attention sows its weights (probs_BNTS, before dropout) into the ``intermediates``
+  collection as ``attention_weights``, so a reader can look at them without changing the model:
+  ``logits, state = GPT(cfg).apply(variables, tokens, mutable=["intermediates"])`` gives
+  ``state["intermediates"]["blocks_0"]["attn"]["attention_weights"] == (probs_BNTS,)``. ``sow``
+  does nothing unless the collection is mutable, so training and generation are unchanged. The
+  fast kernels never form the weights (cuDNN fuses them away): to see them, apply the model with
+  ``kernels="plain"``, which has the same parameters and, up to rounding, the same outputs.
 """
 
 import flax.linen as nn
@@ -100,6 +107,8 @@ class MultiHeadAttention(nn.Module):
             out_BTNH = kernels.cudnn_causal_attention(q_BTNH, k_BSNH, v_BSNH)
         else:
             probs_BNTS = attention.attention_probs(q_BTNH, k_BSNH, mask_TS)
+            # Kept for inspection only when the caller asks for it (see the module docstring).
+            self.sow("intermediates", "attention_weights", probs_BNTS)
             probs_BNTS = nn.Dropout(cfg.dropout)(probs_BNTS, deterministic=deterministic)
             out_BTNH = attention.weighted_values(probs_BNTS, v_BSNH)
 

@@ -1,11 +1,13 @@
-"""Scaled dot-product attention: a NumPy loop, jax.nn.dot_product_attention, dtypes, masks."""
+"""Scaled dot-product attention: a NumPy loop, dtypes, masks, and the weights sown to inspect."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gptjax.model import attention
+from gptjax.model import GPT, GPTConfig, attention
+from gptjax.model.multihead import MultiHeadAttention
 
 
 def qkv(t, s, n=3, h=8, b=2, dtype=jnp.float32, seed=0):
@@ -86,3 +88,76 @@ def test_large_scores_do_not_overflow():
         q * 300, k * 300, v, attention.causal_mask(jnp.arange(4), 4)
     )
     assert np.isfinite(np.asarray(out)).all()
+
+
+# --- The weights the multi-head attention sows for inspection ----------------------------------
+
+
+def _shaken(variables, seed=1):
+    """Parameters plus noise, so that the biases are not zero."""
+    leaves, tree = jax.tree.flatten(nn.unbox(variables))
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return jax.tree.unflatten(
+        tree, [x + 0.2 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
+    )
+
+
+def test_multihead_sows_the_softmax_of_its_own_q_and_k():
+    cfg = GPTConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.5)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 16))
+    mask = attention.causal_mask(jnp.arange(8), 8)
+    layer = MultiHeadAttention(cfg)
+    variables = _shaken(layer.init(jax.random.key(1), x, mask))
+    (y, _), state = layer.apply(variables, x, mask, mutable=["intermediates"])
+    (sown,) = state["intermediates"]["attention_weights"]
+    y_plain, _ = layer.apply(variables, x, mask)
+    np.testing.assert_array_equal(y, y_plain)
+    # Recomputed from the parameters: q = x W_q + b_q, k = x W_k + b_k, softmax(q k / sqrt(H)).
+    p = variables["params"]
+    q = jnp.einsum("BTD,DNH->BTNH", x, p["query"]["kernel"]) + p["query"]["bias"][None, None]
+    k = jnp.einsum("BTD,DNH->BTNH", x, p["key"]["kernel"]) + p["key"]["bias"][None, None]
+    np.testing.assert_allclose(sown, numpy_probs(q, k), rtol=1e-5, atol=1e-6)
+    # With dropout on, the weights are sown before dropout: still rows of a softmax.
+    _, state = layer.apply(
+        variables, x, mask, deterministic=False, rngs={"dropout": jax.random.key(2)},
+        mutable=["intermediates"],
+    )  # fmt: skip
+    np.testing.assert_allclose(state["intermediates"]["attention_weights"][0], sown, rtol=1e-6)
+
+
+def numpy_probs(q, k):
+    """Causal softmax(q k^T / sqrt(H)) per batch and head, in float64: probs_BNTS."""
+    q, k = np.asarray(q, np.float64), np.asarray(k, np.float64)
+    scores = np.einsum("BTNH,BSNH->BNTS", q, k) / np.sqrt(q.shape[-1])
+    t = q.shape[1]
+    scores = np.where(np.tri(t, dtype=bool), scores, -np.inf)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    return weights / weights.sum(-1, keepdims=True)
+
+
+def test_sowing_changes_neither_the_logits_nor_the_gradients():
+    cfg = GPTConfig(vocab_size=64, block_size=8, n_layer=2, n_head=2, n_embd=16)
+    model = GPT(cfg)
+    tokens = jax.random.randint(jax.random.key(0), (2, 8), 0, 64)
+    params = _shaken(model.init(jax.random.key(1), tokens))["params"]
+
+    def loss(params, sow):
+        if sow:
+            logits, state = model.apply({"params": params}, tokens, mutable=["intermediates"])
+            assert len(jax.tree.leaves(state)) == cfg.n_layer  # one (1, N, T, T) per layer
+        else:
+            logits = model.apply({"params": params}, tokens)
+        return jnp.mean(logits**2), logits
+
+    (value, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)(
+        params, False
+    )
+    (value_s, logits_s), grads_s = jax.jit(
+        jax.value_and_grad(loss, has_aux=True), static_argnums=1
+    )(params, True)
+    np.testing.assert_array_equal(logits, logits_s)
+    np.testing.assert_array_equal(value, value_s)
+    jax.tree.map(np.testing.assert_array_equal, grads, grads_s)
+    # Without a mutable collection the model returns its logits alone: nothing else is computed.
+    jaxpr = jax.make_jaxpr(lambda p: model.apply({"params": p}, tokens))(params)
+    assert len(jaxpr.out_avals) == 1
