@@ -15,6 +15,11 @@ The two pure helpers used for reporting and MFU:
 * ``flops_per_token()`` is the training estimate of PaLM (Chowdhery et al. 2022, appendix B), also
   used by nanoGPT's ``estimate_mfu``: ``6 N + 12 L T D`` FLOPs per token for forward + backward,
   where N counts the parameters that take part in matrix products (see its docstring).
+
+Two settings take parts of the model away, for the tutorial's ablations (``experiments/ladder.py``):
+``n_layer=0`` leaves no block at all, embeddings -> final norm -> logits, so the prediction at
+position t sees token t alone (a bigram model, plus the position's embedding when positions are
+learned); ``mlp_ratio=0`` leaves the MLP and its norm out of every block (attention only).
 """
 
 import dataclasses
@@ -48,10 +53,11 @@ class GPTConfig:
     Attributes:
       vocab_size: V, number of token ids (ids are 0 .. V-1).
       block_size: longest context; learned position table size and KV-cache length.
-      n_layer: L, number of transformer blocks.
+      n_layer: L, number of transformer blocks; 0 for none (a bigram model: see above).
       n_head: N, attention heads; must divide n_embd.
       n_embd: D, model width.
-      mlp_ratio: F / D, the MLP hidden width as a multiple of D (4 in GPT-2).
+      mlp_ratio: F / D, the MLP hidden width as a multiple of D (4 in GPT-2); 0 for blocks without
+        an MLP (and without its norm, ``ln_2``).
       dropout: dropout rate on embeddings, attention probabilities and residual branches.
       bias: biases in the linear layers and LayerNorms (GPT-2: True).
       pos_encoding: "learned" (GPT-2), "sinusoidal" (Vaswani et al.), "rope" (rotary, on q and k)
@@ -81,8 +87,9 @@ class GPTConfig:
     kernels: str = "plain"
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        for name in ("vocab_size", "block_size", "n_head", "n_embd"):
             _check_int(name, getattr(self, name), 1)
+        _check_int("n_layer", self.n_layer, 0)
         if self.n_embd % self.n_head:
             raise ValueError(
                 f"GPTConfig.n_embd={self.n_embd} is not divisible by n_head={self.n_head}: "
@@ -91,10 +98,10 @@ class GPTConfig:
         if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, numbers.Real):
             raise ValueError(f"GPTConfig.mlp_ratio must be a number, got {self.mlp_ratio!r}")
         width = self.mlp_ratio * self.n_embd
-        if self.mlp_ratio <= 0 or width != int(width):
+        if self.mlp_ratio < 0 or width != int(width):
             raise ValueError(
-                f"GPTConfig.mlp_ratio * n_embd must be a positive integer (the MLP width), "
-                f"got {self.mlp_ratio} * {self.n_embd} = {width}"
+                f"GPTConfig.mlp_ratio * n_embd must be a whole number >= 0 (the MLP width; 0 for "
+                f"no MLP), got {self.mlp_ratio} * {self.n_embd} = {width}"
             )
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, numbers.Real):
             raise ValueError(f"GPTConfig.dropout must be a float, got {self.dropout!r}")
@@ -128,7 +135,7 @@ class GPTConfig:
 
     @property
     def mlp_width(self) -> int:
-        """F, the MLP hidden width."""
+        """F, the MLP hidden width; 0 when the blocks have no MLP."""
         return int(self.mlp_ratio * self.n_embd)
 
     @property
@@ -151,8 +158,8 @@ class GPTConfig:
         b = int(self.bias)
         norm = d * (1 + b) if self.norm == "layernorm" else d
         attn = d * 3 * d + 3 * d * b + d * d + d * b
-        mlp = d * f + f * b + f * d + d * b
-        block = 2 * norm + attn + mlp
+        mlp = norm + d * f + f * b + f * d + d * b if f else 0  # ln_2, fc, proj
+        block = norm + attn + mlp
         embeddings = v * d + (self.block_size * d if self.pos_encoding == "learned" else 0)
         head = 0 if self.tie_embeddings else d * v
         return embeddings + self.n_layer * block + norm + head

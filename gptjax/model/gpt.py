@@ -22,6 +22,10 @@ Choices:
   that write into the residual stream, zero biases, unit norm scales.
 * Dtype policy: parameters in ``param_dtype`` (float32), activations and matmuls in ``dtype``,
   with attention softmax, norm statistics and logits in float32. Logits are always float32.
+* Ablations (``experiments/ladder.py``). ``n_layer=0`` is the tutorial's first model, the bigram:
+  no block, so the logits at position t are a function of token t (and, with learned positions,
+  of t), and the cache holds no keys or values, only the index that positions count from.
+  ``mlp_ratio=0`` leaves the MLP branch (and its norm ``ln_2``) out of every block.
 * The KV cache is an explicit pytree (``KVCache``) passed in and returned, not a mutable flax
   collection: generation stays a pure function and jit sees fixed shapes (block_size slots per
   layer). Keys are cached after RoPE, so a step rotates only its own new key.
@@ -51,7 +55,7 @@ class KVCache:
     """Keys and values of the positions seen so far, per layer, in fixed-size buffers.
 
     Attributes:
-      k: one k_BSNH per layer, S = block_size, compute dtype.
+      k: one k_BSNH per layer, S = block_size, compute dtype (none when ``n_layer=0``).
       v: one v_BSNH per layer.
       index: int32 scalar, the number of positions written (the slot of the next token).
     """
@@ -146,6 +150,8 @@ def _check_cache(config: GPTConfig, cache: KVCache, batch_size: int) -> None:
 class Block(nn.Module):
     """Pre-LN transformer block: ``x + attn(norm(x))`` then ``x + mlp(norm(x))``.
 
+    With ``mlp_ratio=0`` the second branch is left out: ``x + attn(norm(x))`` alone.
+
     Attributes:
       config: the model configuration.
     """
@@ -160,7 +166,8 @@ class Block(nn.Module):
             make_norm(cfg, "ln_1")(x_BTD), mask_TS, rope_TH, kv_BSNH, index, deterministic
         )
         x_BTD = x_BTD + h_BTD
-        x_BTD = x_BTD + MLP(cfg, name="mlp")(make_norm(cfg, "ln_2")(x_BTD), deterministic)
+        if cfg.mlp_width:
+            x_BTD = x_BTD + MLP(cfg, name="mlp")(make_norm(cfg, "ln_2")(x_BTD), deterministic)
         return x_BTD, new_kv
 
 

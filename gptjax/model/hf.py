@@ -153,6 +153,11 @@ def check_expressible(config: GPTConfig) -> None:
                 f"model.{key}={getattr(config, key)!r}: Hugging Face's GPT-2 has "
                 f"{key}={value!r} only, so this run cannot be exported to it"
             )
+    if config.mlp_ratio == 0:
+        raise UserError(
+            "model.mlp_ratio=0: this model's blocks have no MLP, and every block of Hugging "
+            "Face's GPT-2 has one, so this run cannot be exported to it"
+        )
 
 
 def hf_config(

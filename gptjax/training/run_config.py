@@ -141,7 +141,7 @@ def check_config(config: ml_collections.ConfigDict) -> GPTConfig:
         _int("tokenizer.vocab_size", tok.vocab_size, 260)  # 256 bytes + 4 specials, no merges
     # The model's float settings first (GPTConfig would choke on an infinite mlp_ratio), then
     # the model, whose compute dtype the optimizer's settings must also be finite in.
-    _real("model.mlp_ratio", config.model.mlp_ratio, 0, open_low=True)
+    _real("model.mlp_ratio", config.model.mlp_ratio, 0)  # 0: blocks without an MLP
     _real("model.dropout", config.model.dropout, 0, 1, open_high=True)
     with as_user_error():
         model_config = GPTConfig(**config.model)

@@ -46,11 +46,28 @@ def test_gpt2_sizes_match_published_counts(size, published):
         dict(pos_encoding="sinusoidal"),
         dict(pos_encoding="rope", norm="rmsnorm", bias=False, tie_embeddings=False),
         dict(pos_encoding="none", mlp_ratio=2.5),
+        dict(n_layer=0),
+        dict(n_layer=0, pos_encoding="none", tie_embeddings=False, norm="rmsnorm"),
+        dict(mlp_ratio=0),
+        dict(mlp_ratio=0, bias=False, norm="rmsnorm"),
     ],
 )
 def test_param_count_matches_parameter_tree(overrides):
-    config = GPTConfig(**TINY, **overrides)
+    config = GPTConfig(**{**TINY, **overrides})
     assert config.param_count() == tree_size(config)
+
+
+def test_param_count_of_the_ablations_by_hand():
+    v, block, d, layers = TINY["vocab_size"], TINY["block_size"], TINY["n_embd"], TINY["n_layer"]
+    # No block: the token table, the position table and the final LayerNorm (scale and bias).
+    assert GPTConfig(**{**TINY, "n_layer": 0}).param_count() == v * d + block * d + 2 * d
+    bigram = GPTConfig(**{**TINY, "n_layer": 0}, pos_encoding="none", tie_embeddings=False)
+    assert bigram.param_count() == v * d + 2 * d + d * v
+    # No MLP: each block loses ln_2 (2 D), fc (D x 4D + 4D) and proj (4D x D + D).
+    full, attention_only = GPTConfig(**TINY), GPTConfig(**TINY, mlp_ratio=0)
+    assert attention_only.mlp_width == 0
+    lost = 2 * d + (d * 4 * d + 4 * d) + (4 * d * d + d)
+    assert full.param_count() - attention_only.param_count() == layers * lost
 
 
 def test_flops_per_token_is_the_palm_estimate():
@@ -64,11 +81,13 @@ def test_flops_per_token_is_the_palm_estimate():
     assert untied.flops_per_token() == config.flops_per_token()
 
 
-def test_flops_per_token_agrees_with_xla_cost_analysis():
+@pytest.mark.parametrize("overrides", [{}, dict(mlp_ratio=0), dict(n_layer=0)])
+def test_flops_per_token_agrees_with_xla_cost_analysis(overrides):
     # An independent count: XLA's own FLOPs of the compiled forward pass, which is about a third
     # of the training estimate (backward ~ 2x forward). XLA also counts elementwise work and the
     # causal half is not skipped, so agreement is to ~15%, not exact.
-    config = GPTConfig(vocab_size=256, block_size=64, n_layer=2, n_head=4, n_embd=64)
+    sizes = dict(vocab_size=256, block_size=64, n_layer=2, n_head=4, n_embd=64)
+    config = GPTConfig(**{**sizes, **overrides})
     model = GPT(config)
     tokens = jnp.zeros((2, 64), jnp.int32)
     params = model.init(jax.random.key(0), tokens)
@@ -90,11 +109,13 @@ def test_flops_per_token_agrees_with_xla_cost_analysis():
         (dict(kernels="flash"), "kernels must be one of"),
         (dict(dtype="float8"), "dtype must be one of"),
         (dict(param_dtype="int8"), "param_dtype must be one of"),
-        (dict(n_layer=0), "n_layer must be >= 1"),
+        (dict(n_layer=-1), "n_layer must be >= 0"),
         (dict(vocab_size=10.0), "vocab_size must be an int"),
         (dict(block_size=True), "block_size must be an int"),
         (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
-        (dict(mlp_ratio=1.01), "mlp_ratio \\* n_embd must be a positive integer"),
+        (dict(mlp_ratio=1.01), "mlp_ratio \\* n_embd must be a whole number >= 0"),
+        (dict(mlp_ratio=-1), "mlp_ratio \\* n_embd must be a whole number >= 0"),
+        (dict(mlp_ratio="4"), "mlp_ratio must be a number"),
         (dict(bias="yes"), "bias must be True or False"),
     ],
 )

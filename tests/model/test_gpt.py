@@ -1,4 +1,5 @@
-"""The full GPT: causality, KV-cache decoding, dtype policy, dropout, init, jit, bad input."""
+"""The full GPT: causality, KV-cache decoding, dtype policy, dropout, init, jit, bad input, and
+the ablations (no block, no MLP)."""
 
 import functools
 
@@ -9,8 +10,11 @@ import numpy as np
 import pytest
 from jax.extend import core as jax_core
 
+from gptjax.generation import decode
+from gptjax.generation.text import model_fns
 from gptjax.model import GPT, check_tokens, init_cache
 from gptjax.model.config import GPTConfig
+from gptjax.model.feedforward import NORM_EPS
 
 V, BLOCK = 64, 16
 POS = ("learned", "sinusoidal", "rope", "none")
@@ -53,9 +57,13 @@ def test_causality_by_gradient(pos):
         assert (per_slot[t + 1 :] == 0).all() and (per_slot[: t + 1] > 0).all()
 
 
-@pytest.mark.parametrize("pos", POS)
-def test_kv_cache_decoding_matches_full_forward(pos):
-    config = tiny(pos_encoding=pos)
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(pos_encoding=pos) for pos in POS] + [dict(n_layer=0), dict(mlp_ratio=0)],
+    ids=[*POS, "no_block", "no_mlp"],
+)
+def test_kv_cache_decoding_matches_full_forward(overrides):
+    config = tiny(**overrides)
     model, variables, tokens = build(config)
     full = model.apply(variables, tokens)
 
@@ -257,3 +265,82 @@ def test_sinusoidal_positions_are_added_to_embeddings_scaled_by_sqrt_width():
     positions = sinusoidal_encoding(jnp.arange(tokens.shape[1]), cfg.n_embd)
     expected = table_VD[tokens] * np.sqrt(cfg.n_embd) + positions[None]
     np.testing.assert_allclose(x_BTD, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_no_block_logits_at_t_depend_on_token_t_alone():
+    # n_layer=0, no positions, untied: the bigram model. Recomputed by hand from its parameters,
+    # LayerNorm(table[token]) @ head, and blind to every other token.
+    config = tiny(n_layer=0, pos_encoding="none", tie_embeddings=False)
+    model, variables, tokens = build(config)
+    params = jax.tree.map(lambda a: np.asarray(a, np.float64), nn.unbox(variables)["params"])
+    assert set(params) == {"wte", "ln_f", "lm_head"}
+    x_BTD = params["wte"]["embedding"][np.asarray(tokens)]
+    mean, var = x_BTD.mean(-1, keepdims=True), x_BTD.var(-1, keepdims=True)
+    normed = (x_BTD - mean) / np.sqrt(var + NORM_EPS) * params["ln_f"]["scale"]
+    expected = (normed + params["ln_f"]["bias"]) @ params["lm_head"]["kernel"]
+    logits = model.apply(variables, tokens)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    # Every other token changed (the same token t in a new context): the logits at t are the same.
+    t = 9
+    others = (tokens + 1 + jnp.arange(BLOCK)[None]) % V
+    changed = others.at[:, t].set(tokens[:, t])
+    np.testing.assert_array_equal(model.apply(variables, changed)[:, t], logits[:, t])
+
+
+def test_no_block_with_learned_positions_sees_token_and_position():
+    config = tiny(n_layer=0)
+    model, variables, tokens = build(config)
+    logits = model.apply(variables, tokens)
+    t = 9
+    earlier = tokens.at[:, :t].set((tokens[:, :t] + 7) % V)
+    np.testing.assert_array_equal(model.apply(variables, earlier)[:, t], logits[:, t])
+    # The same token one position later: its logits change, through the position table only.
+    shifted = jnp.roll(tokens, 1, axis=1)
+    assert not np.allclose(model.apply(variables, shifted)[:, t + 1], logits[:, t])
+
+
+def test_no_block_model_generates_its_greedy_bigram_chain():
+    # Greedy decoding of a bigram model follows next = argmax(logits of the last token) from a
+    # table computed once; max_new_tokens > block_size makes the context slide too.
+    config = tiny(n_layer=0, pos_encoding="none", tie_embeddings=False)
+    model, variables, _ = build(config)
+    params = nn.unbox(variables)["params"]
+    table_VV = np.asarray(model.apply(variables, jnp.arange(V)[None]))[0]
+    assert init_cache(config, 1).k == ()
+    logits_fn, init_cache_fn = model_fns(config)
+    new_tokens = 3 * BLOCK
+    prompt = np.array([[5, 17, 2]], np.int32)
+    (generated,) = decode.generate_chunks(
+        jax.tree_util.Partial(logits_fn, params),
+        jax.tree_util.Partial(init_cache_fn),
+        prompt,
+        block_size=BLOCK,
+        max_new_tokens=new_tokens,
+        temperature=0.0,
+    )
+    chain = [int(prompt[0, -1])]
+    for _ in range(new_tokens):
+        chain.append(int(table_VV[chain[-1]].argmax()))
+    assert generated == [chain[1:]]
+
+
+def test_no_mlp_blocks_are_attention_only():
+    # mlp_ratio=0: no mlp or ln_2 parameters, and each block adds attn(ln_1(x)) alone, so the
+    # model equals the full one whose MLP output projection is zero (its branch then adds 0).
+    model, variables, tokens = build(tiny(mlp_ratio=0))
+    params = nn.unbox(variables)["params"]
+    assert set(params["blocks_0"]) == {"ln_1", "attn"}
+    full_model, full_variables, _ = build(tiny())
+    full = nn.unbox(full_variables)["params"]
+    for i in range(2):
+        full[f"blocks_{i}"]["ln_1"] = params[f"blocks_{i}"]["ln_1"]
+        full[f"blocks_{i}"]["attn"] = params[f"blocks_{i}"]["attn"]
+        full[f"blocks_{i}"]["mlp"]["proj"]["kernel"] *= 0
+    for name in ("wte", "wpe", "ln_f"):
+        full[name] = params[name]
+    np.testing.assert_allclose(
+        model.apply({"params": params}, tokens),
+        full_model.apply({"params": full}, tokens),
+        rtol=1e-6,
+        atol=1e-6,
+    )

@@ -16,6 +16,7 @@ from gptjax.model.config import GPTConfig
 from gptjax.runs import experiment
 from gptjax.runs.run import load_run
 from gptjax.runs.rundir import RunDir
+from gptjax.training.run_config import check_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "experiments").glob("*.py"))
@@ -79,7 +80,8 @@ def test_shipped_experiments_are_valid_and_fair(path, monkeypatch):
     budgets = set()
     for variant in loaded.variants:
         config = experiment.variant_config(loaded, variant)
-        GPTConfig(**config.model)  # every variant is a valid model
+        GPTConfig(**config.model)  # every variant is a valid model...
+        check_config(config)  # ...and a valid training config
         budgets.add(experiment.budget(experiment.flatten(json.loads(config.to_json()))))
     assert len(budgets) == 1, f"{path.name}: variants train on different token budgets"
 

@@ -37,6 +37,7 @@ def _config(**overrides) -> ml_collections.ConfigDict:
         ({"model.dtype": "bfloat16", "opt.lr": 3.4e38}, r"opt\.lr=3\.4e\+38 is infinite in bf"),
         # Out of range.
         ({"opt.lr": -1.0}, r"config\.opt\.lr=-1\.0 must be a number > 0\.$"),
+        ({"model.mlp_ratio": -1.0}, r"config\.model\.mlp_ratio=-1\.0 must be a number >= 0\.$"),
         ({"opt.min_lr": 1.0}, r"config\.opt\.min_lr=1\.0 must be a number in \[0, 0\.002\]"),
         ({"opt.lr": "fast"}, r"config\.opt\.lr='fast' must be a number > 0"),
     ],
@@ -48,6 +49,11 @@ def test_float_settings_must_be_finite_in_the_dtypes_training_computes_them_in(o
 
 def test_the_largest_finite_settings_pass():
     check_config(_config(**{"opt.lr": 3.4e38}))  # float32's largest is 3.4028e38
+
+
+def test_blocks_without_an_mlp_and_a_model_without_blocks_pass():
+    assert check_config(_config(**{"model.mlp_ratio": 0})).mlp_ratio == 0
+    assert check_config(_config(**{"model.n_layer": 0})).n_layer == 0
     check_config(_config(**{"model.dtype": "float16", "opt.lr": 6e4}))  # float16's is 65504
     check_config(_config(**{"model.dtype": "bfloat16", "opt.lr": 3.3e38}))
 
