@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -262,6 +263,7 @@ class Trainer:
         absl_logger = logging.getLogger("absl")
         if not any(isinstance(f, _QuietOrbaxErrors) for f in absl_logger.filters):
             absl_logger.addFilter(_QuietOrbaxErrors())
+            sys.unraisablehook = functools.partial(_quiet_closed_loops, sys.unraisablehook)
         if resume_step is not None:
             print(f"resumed {run_dir.path} from step {resume_step}")
         self.last_saved = resume_step
@@ -537,6 +539,16 @@ class _QuietOrbaxErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.levelno >= logging.ERROR and "orbax" in record.pathname)
+
+
+def _quiet_closed_loops(previous, unraisable) -> None:
+    """An ``sys.unraisablehook`` that drops what a failed save leaves behind: TensorStore's
+    threads completing writes into orbax's closed event loop ("Event loop is closed"). Every
+    other unraisable exception goes to the ``previous`` hook."""
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+        return
+    previous(unraisable)
 
 
 # What a failed write says, in the errors orbax and TensorStore raise from their own threads.

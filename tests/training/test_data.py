@@ -353,14 +353,3 @@ def test_a_cache_that_cannot_be_written_warns_and_goes_on(tmp_path, capsys, tok,
 
     monkeypatch.setattr(data.np, "savez", full_disk)  # half a file must not stay behind
     _check_uncached(tok, capsys, cache)
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_a_read_only_cache_warns_and_goes_on(tmp_path, capsys, tok):
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    cache.chmod(0o555)
-    try:
-        _check_uncached(tok, capsys, cache)
-    finally:
-        cache.chmod(0o755)
