@@ -111,6 +111,7 @@ def test_cli_refuses_unknown_keys_before_doing_anything(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.e2e
 def test_french_tiny_trains_offline_on_the_committed_excerpt(tmp_path, monkeypatch):
     import urllib.request
 

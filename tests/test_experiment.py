@@ -146,6 +146,7 @@ def test_an_experiment_file_that_does_not_load_is_one_line_naming_its_line(tmp_p
     assert not runs_dir.exists()
 
 
+@pytest.mark.e2e
 def test_a_diverging_variant_is_reported_and_the_sweep_goes_on(
     tmp_path, tmp_path_factory, monkeypatch, capsys
 ):

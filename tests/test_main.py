@@ -152,6 +152,7 @@ echo "compare $?" >> "$OUT/codes"
 """
 
 
+@pytest.mark.e2e
 def test_a_run_on_a_read_only_disk(tmp_path, tmp_path_factory):
     from tiny_runs import trained_pair
 

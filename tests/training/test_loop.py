@@ -143,6 +143,7 @@ def test_a_run_writes_the_run_directory(tmp_path):
     assert (workdir / "samples.txt").read_text().startswith("--- sample 1 ---\nThe ")
 
 
+@pytest.mark.e2e
 def test_exact_resume_in_a_new_process_after_ctrl_c(tmp_path, monkeypatch):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     train.train_and_evaluate(_config(tmp_path), straight)
@@ -387,6 +388,7 @@ def _files(workdir: Path) -> dict:
     }
 
 
+@pytest.mark.e2e
 def test_a_second_trainer_on_a_running_workdir_is_refused_and_changes_nothing(tmp_path):
     workdir, go = tmp_path / "run", tmp_path / "go"
     driver = tmp_path / "paused_main.py"
@@ -501,6 +503,7 @@ def _limit_file_size(max_bytes):
     return limit
 
 
+@pytest.mark.e2e
 def test_a_checkpoint_that_cannot_be_written_is_one_line_and_the_earlier_one_survives(tmp_path):
     workdir = tmp_path / "run"
     first = _config_file(tmp_path, **{"train.steps": 8, "train.checkpoint_every": 8})

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.e2e  # 8 simulated devices in a fresh process: a minute
+
 REPO = Path(__file__).resolve().parents[2]
 WORKER = REPO / "tests" / "multidevice_worker.py"
 STEPS = 8
