@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "experiments").glob("*.py"))
 
 
+@pytest.mark.e2e
 def test_workdir_with_another_config_is_refused(tmp_path, tmp_path_factory):
     # A checkpointed run binds its config: a variant that changes n_head cannot resume it.
     workdir = tmp_path / "run"

@@ -177,6 +177,7 @@ def test_exact_resume_in_a_new_process_after_ctrl_c(tmp_path, monkeypatch):
     assert again.returncode == 0 and "already finished" in again.stdout
 
 
+@pytest.mark.e2e
 def test_config_changes_on_resume(tmp_path, capsys):
     workdir = tmp_path / "run"
     train.train_and_evaluate(_config(tmp_path, **{"train.steps": 4}), workdir)
@@ -287,6 +288,7 @@ def test_a_non_finite_state_is_never_saved(tmp_path, monkeypatch, poison, at, ch
     assert all(np.isfinite(p).all() for p in jax.tree.leaves(params))
 
 
+@pytest.mark.e2e
 def test_a_run_that_diverges_at_once_saves_nothing_and_the_fixed_rerun_starts_afresh(tmp_path):
     # lr=1e30 is finite in float32, so the config is valid, and the first loss (before any
     # update) is finite; the update leaves finite parameters near 1e28, which the evaluation
@@ -314,6 +316,7 @@ def test_a_run_that_diverges_at_once_saves_nothing_and_the_fixed_rerun_starts_af
     assert all(np.isfinite(r["val_loss"]) for r in rows)
 
 
+@pytest.mark.e2e
 def test_following_the_vocab_size_advice_reruns_in_the_same_workdir(tmp_path):
     path = tmp_path / "big.bpe"
     from pydoc_data.topics import topics
@@ -333,6 +336,7 @@ def test_following_the_vocab_size_advice_reruns_in_the_same_workdir(tmp_path):
     assert RunDir(workdir).latest_step() == 16
 
 
+@pytest.mark.e2e
 def test_a_corrected_config_does_not_reuse_the_failed_attempts_tokenizer(tmp_path, capsys):
     small = tmp_path / "small.txt"
     from pydoc_data.topics import topics
@@ -429,6 +433,7 @@ def test_a_second_trainer_on_a_running_workdir_is_refused_and_changes_nothing(tm
         pass
 
 
+@pytest.mark.e2e
 def test_a_damaged_latest_checkpoint_is_skipped_and_the_run_replays_exactly(tmp_path, capsys):
     workdir = tmp_path / "run"
     config = _config(tmp_path, **{"train.checkpoint_every": 4, "train.keep_checkpoints": 5})
@@ -456,6 +461,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_and_the_run_replays_exactly(tmp_
         np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.e2e
 def test_init_from_starts_from_another_runs_parameters_and_tokenizer(tmp_path, capsys):
     source = tmp_path / "source"
     train.train_and_evaluate(_config(tmp_path), source)
