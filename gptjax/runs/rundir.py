@@ -283,7 +283,7 @@ class RunDir:
 
     @property
     def _config_fix(self) -> str:
-        # The trainer writes config.json again when it has none: see loop._bind_config.
+        # The trainer writes config.json again when it has none (training.rundir_checks).
         return (
             f"repair it, or delete it and rerun `python -m gptjax.main --workdir {self.path}` with "
             "the config this run was trained with, which writes it again"
