@@ -163,6 +163,7 @@ class Trainer:
         absl_logger = logging.getLogger("absl")
         if not any(isinstance(f, _QuietOrbaxErrors) for f in absl_logger.filters):
             absl_logger.addFilter(_QuietOrbaxErrors())
+            logging.getLogger("asyncio").addFilter(_QuietOrbaxErrors())
             sys.unraisablehook = functools.partial(_quiet_closed_loops, sys.unraisablehook)
         if resume_step is not None:
             print(f"resumed {run_dir.path} from step {resume_step}")
@@ -434,11 +435,15 @@ class Trainer:
 
 
 class _QuietOrbaxErrors(logging.Filter):
-    """Drops orbax's own error logs (with tracebacks) of a save that failed in its threads: the
-    failure reaches `Trainer.writing_checkpoints`, which reports it as one line."""
+    """Drops orbax's own error logs (with tracebacks) of a save that failed in its threads, and
+    asyncio's "exception was never retrieved" for the same failed writes: the failure reaches
+    `Trainer.writing_checkpoints`, which reports it as one line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno >= logging.ERROR and "orbax" in record.pathname)
+        if record.levelno < logging.ERROR:
+            return True
+        failed_write = record.exc_info is not None and _is_write_failure(record.exc_info[1])
+        return not ("orbax" in record.pathname or failed_write)
 
 
 def _quiet_closed_loops(previous, unraisable) -> None:
