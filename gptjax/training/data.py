@@ -165,12 +165,14 @@ def load_documents(corpus: str) -> list[str]:
 def split_documents(docs: list[str], val_fraction: float) -> tuple[list[str], list[str]]:
     """Splits documents by characters: the last ``val_fraction`` of the text is validation.
 
-    The document that straddles the cut is cut in two, so the split is exact to one character.
+    The document that straddles the cut is cut in two, so the split is exact to one character:
+    the first ``int(n * (1 - val_fraction))`` of the n characters are training text, as in
+    nanoGPT's ``data/shakespeare_char/prepare.py`` (``data[:int(n*0.9)]``).
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"data.val_fraction={val_fraction} must be strictly between 0 and 1.")
     total = sum(len(d) for d in docs)
-    cut = round(total * (1.0 - val_fraction))
+    cut = int(total * (1.0 - val_fraction))
     train, val, seen = [], [], 0
     for doc in docs:
         if seen + len(doc) <= cut:
