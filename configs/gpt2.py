@@ -35,19 +35,26 @@ def get_config() -> ml_collections.ConfigDict:
         bias=True,
         pos_encoding="learned",
         norm="layernorm",
+        activation="gelu",
+        qk_norm=False,
         tie_embeddings=True,
         dtype="bfloat16",
         param_dtype="float32",
         kernels="fast",
     )
     c.opt = dict(
+        optimizer="adamw",
         lr=6e-4,
         min_lr=6e-5,
+        schedule="cosine",
         warmup_steps=2000,
+        cooldown=1.0,  # (the fraction decayed, for schedule="wsd")
         weight_decay=0.1,
         beta1=0.9,
         beta2=0.95,
         grad_clip=1.0,
+        muon_lr=0.02,  # (for optimizer="muon")
+        muon_momentum=0.95,
     )
     c.train = dict(
         steps=600_000,
@@ -62,7 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
     )
     # Evaluation: 8 windows per device at a time; every target of the validation split
     # (val_tokens=0), and 262,144 tokens of the training split spread over it.
-    c.eval = dict(device_batch_size=8, val_tokens=0, train_tokens=262144)
+    c.eval = dict(at_start=True, device_batch_size=8, val_tokens=0, train_tokens=262144)
     c.sample = dict(
         prompt="Hello, I'm a language model,",
         max_new_tokens=64,

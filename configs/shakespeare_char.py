@@ -46,19 +46,26 @@ def get_config() -> ml_collections.ConfigDict:
         bias=False,
         pos_encoding="learned",
         norm="layernorm",
+        activation="gelu",
+        qk_norm=False,
         tie_embeddings=True,
         dtype="float32",
         param_dtype="float32",
         kernels="fast",
     )
     c.opt = dict(
+        optimizer="adamw",
         lr=1e-3,
         min_lr=1e-4,
+        schedule="cosine",
         warmup_steps=100,
+        cooldown=1.0,  # (the fraction decayed, for schedule="wsd")
         weight_decay=0.1,
         beta1=0.9,
         beta2=0.99,
         grad_clip=1.0,
+        muon_lr=0.02,  # (for optimizer="muon")
+        muon_momentum=0.95,
     )
     c.train = dict(
         steps=2000,
@@ -73,7 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
     )
     # Evaluation: 64 windows per device at a time; every target of the validation split
     # (val_tokens=0), and 15,360 tokens of the training split spread over it.
-    c.eval = dict(device_batch_size=64, val_tokens=0, train_tokens=15360)
+    c.eval = dict(at_start=True, device_batch_size=64, val_tokens=0, train_tokens=15360)
     c.sample = dict(
         prompt="ROMEO:", max_new_tokens=300, temperature=0.8, top_k=0, top_p=1.0, num_samples=2
     )

@@ -60,7 +60,7 @@ def shard_shapes(config):
     mesh = sharding.make_mesh(config.mesh)
     tokens = jax.ShapeDtypeStruct((1, model_config.block_size), jax.numpy.int32)
     boxed = jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens)["params"]
-    shardings = sharding.train_state_shardings(jax.eval_shape(init), boxed, tx, mesh)
+    shardings = sharding.train_state_shardings(jax.eval_shape(init), boxed, mesh)
     state = jax.jit(init, out_shardings=shardings)()
     arrays = {"params": state.params, "adam_mu": optax.tree_utils.tree_get(state.opt_state, "mu")}
     return {

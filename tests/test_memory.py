@@ -33,6 +33,7 @@ TARGETS = {
     "french_tiny": ("this 2-core CPU machine", 24 * GB),
     "shakespeare_char": ("this 2-core CPU machine", 24 * GB),
     "shakespeare_small": ("this 2-core CPU machine", 24 * GB),
+    "speedrun_char": ("this 2-core CPU machine", 24 * GB),
     "shakespeare": ("a 16 GB GPU", 16 * GB),
     "gpt2": ("a 40 GB A100, nanoGPT's GPU", 40 * GB),
     "gpt2_finetune": ("a 40 GB A100, nanoGPT's GPU", 40 * GB),

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 POS_ENCODINGS = ("learned", "sinusoidal", "rope", "none")
 NORMS = ("layernorm", "rmsnorm")
+ACTIVATIONS = ("gelu", "relu2")
 KERNELS = ("plain", "fast")
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -63,6 +64,11 @@ class GPTConfig:
       pos_encoding: "learned" (GPT-2), "sinusoidal" (Vaswani et al.), "rope" (rotary, on q and k)
         or "none" (the causal mask alone carries order).
       norm: "layernorm" (GPT-2) or "rmsnorm".
+      activation: the MLP's nonlinearity, "gelu" (GPT-2, tanh form) or "relu2" (``relu(x)**2``,
+        So et al. 2021, "Primer").
+      qk_norm: RMS-normalise each head's queries and keys (no learned scale) before RoPE and the
+        scores (Henry et al. 2020; Dehghani et al. 2023): the scores stay within
+        ``+-sqrt(H)``, whatever the rate does to the projections.
       tie_embeddings: share the token embedding with the output projection (GPT-2: True).
       dtype: compute dtype of activations and matmuls; softmax, logits and loss stay float32.
       param_dtype: storage dtype of parameters (float32 for training; see docs/model.md).
@@ -81,6 +87,8 @@ class GPTConfig:
     bias: bool = True
     pos_encoding: str = "learned"
     norm: str = "layernorm"
+    activation: str = "gelu"
+    qk_norm: bool = False
     tie_embeddings: bool = True
     dtype: str = "float32"
     param_dtype: str = "float32"
@@ -107,13 +115,14 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.dropout must be a float, got {self.dropout!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout}")
-        for name in ("bias", "tie_embeddings"):
+        for name in ("bias", "qk_norm", "tie_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(
                     f"GPTConfig.{name} must be True or False, got {getattr(self, name)!r}"
                 )
         _check_choice("pos_encoding", self.pos_encoding, POS_ENCODINGS)
         _check_choice("norm", self.norm, NORMS)
+        _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("kernels", self.kernels, KERNELS)
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("param_dtype", self.param_dtype, DTYPES)

@@ -146,7 +146,8 @@ def check_expressible(config: GPTConfig) -> None:
     Raises:
       UserError: naming the first ``model.*`` key that differs from GPT-2's layout.
     """
-    needs = dict(pos_encoding="learned", norm="layernorm", bias=True)
+    needs = dict(pos_encoding="learned", norm="layernorm", bias=True, activation="gelu",
+                 qk_norm=False)  # fmt: skip
     for key, value in needs.items():
         if getattr(config, key) != value:
             raise UserError(

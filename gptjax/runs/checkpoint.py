@@ -20,6 +20,7 @@ every restore recomputes them and checks that the parameters and optimizer momen
 intact one and sets the damaged one aside, never deleting it (`restore_newest_intact`).
 """
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from gptjax.errors import UserError
+from gptjax.model import kernels
 from gptjax.model.config import GPTConfig
 from gptjax.runs.rundir import RunDir
 
@@ -48,11 +50,17 @@ def fingerprints(tree) -> dict[str, int]:
     per array rather than a copy of the state to the host.
     """
     flat = {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree.leaves_with_path(tree)}
-    sums = jax.device_get(_checksums(flat))
+    sums = jax.device_get(_compiled(_checksums)(flat))
     return {key: int(value) for key, value in sums.items()}
 
 
-@jax.jit
+@functools.cache
+def _compiled(check):
+    """``check`` jitted, with the options for exact checks (built on first use: they depend on
+    the backend, which must not start at import)."""
+    return jax.jit(check, compiler_options=kernels.check_compiler_options())
+
+
 def _checksums(flat: dict[str, jax.Array]) -> dict[str, jax.Array]:
     def one(x):
         if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
@@ -118,12 +126,11 @@ def _read(run_dir: RunDir, step: int, target: dict, partial: bool = False) -> tu
             if saved[key] != value:
                 raise DamagedCheckpoint(f"{key} differs from what was saved (checksum mismatch)")
     floats = {k: state[k] for k in ("params", "opt_state") if k in state}
-    if not bool(_all_finite(floats)):
+    if not bool(_compiled(_all_finite)(floats)):
         raise DamagedCheckpoint("it holds non-finite parameters or optimizer moments")
     return state, dict(meta)
 
 
-@jax.jit
 def _all_finite(tree) -> jax.Array:
     leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else True

@@ -91,6 +91,17 @@ def _read_json(path: Path, fix: str) -> dict[str, Any]:
 _NOT_A_RUN = "give the --workdir that `python -m gptjax.main` trained into"
 
 
+# Keys added since runs were first saved, with the value that gives what those runs did.
+NEW_KEYS = {
+    "opt": {
+        "optimizer": "adamw", "schedule": "cosine", "cooldown": 1.0, "muon_lr": 0.02,
+        "muon_momentum": 0.95,
+    },
+    "eval": {"at_start": True},
+    "model": {"activation": "gelu", "qk_norm": False},
+}  # fmt: skip
+
+
 def upgrade_config(saved: Mapping[str, Any]) -> dict[str, Any]:
     """Brings a ``config.json`` written by an earlier gptjax up to the current keys.
 
@@ -99,10 +110,12 @@ def upgrade_config(saved: Mapping[str, Any]) -> dict[str, Any]:
     ``kernels="fast"``.
 
     ``tokenizer.specials`` is new: runs saved without it read as ``specials=""`` (their
-    tokenizer is the run directory's own copy, which carries its specials).
+    tokenizer is the run directory's own copy, which carries its specials). So are the keys of
+    ``NEW_KEYS`` (the optimizer's choices, ``eval.at_start``, the MLP's activation, QK-norm): a
+    run saved without them trained as their values there say.
 
     >>> upgrade_config({"seed": 0, "model": {"n_head": 4, "attention": "reference"}})
-    {'seed': 0, 'model': {'n_head': 4, 'kernels': 'fast'}}
+    {'seed': 0, 'model': {'activation': 'gelu', 'qk_norm': False, 'n_head': 4, 'kernels': 'fast'}}
     >>> upgrade_config({"tokenizer": {"path": ""}})
     {'tokenizer': {'path': '', 'specials': ''}}
     """
@@ -114,6 +127,9 @@ def upgrade_config(saved: Mapping[str, Any]) -> dict[str, Any]:
     tokenizer = saved.get("tokenizer")
     if isinstance(tokenizer, Mapping) and "specials" not in tokenizer:
         saved["tokenizer"] = {**tokenizer, "specials": ""}
+    for group, defaults in NEW_KEYS.items():
+        if isinstance(saved.get(group), Mapping):
+            saved[group] = {**defaults, **saved[group]}
     return saved
 
 

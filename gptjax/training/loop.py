@@ -187,7 +187,8 @@ class Trainer:
             out_shardings=(state_sharding, None),
             compiler_options=options,
         )
-        self.all_finite = jax.jit(all_finite)  # before each evaluation and save: one reduction
+        # Before each evaluation and save: one reduction.
+        self.all_finite = jax.jit(all_finite, compiler_options=kernels.check_compiler_options())
         self.evaluator = Evaluator(
             self.state.apply_fn, prepared.byte_lengths, self.mesh, model_config.block_size,
             config.eval.device_batch_size, compiler_options=options,
@@ -232,7 +233,7 @@ class Trainer:
         self.bar = tqdm(total=steps, initial=start, unit="step", dynamic_ncols=True, smoothing=0.1)
         try:
             with _StopRequest() as stop:
-                if start == 0:
+                if start == 0 and self.config.eval.at_start:
                     self.evaluate(0)
                     self.flush()
                 self.rate_start = time.perf_counter()  # the first call's rate counts compilation
@@ -533,7 +534,7 @@ def _initial_state(config, model_config: GPTConfig, tx, mesh, run_dir: RunDir):
     tokens = jax.ShapeDtypeStruct((1, model_config.block_size), jax.numpy.int32)
     boxed_params = jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens)["params"]
     abstract_state = jax.eval_shape(init)
-    state_sharding = sharding.train_state_shardings(abstract_state, boxed_params, tx, mesh)
+    state_sharding = sharding.train_state_shardings(abstract_state, boxed_params, mesh)
     if run_dir.latest_step() is None:
         options = kernels.compiler_options("init", model_config.kernels)
         state = jax.jit(init, out_shardings=state_sharding, compiler_options=options)()

@@ -30,17 +30,21 @@ from gptjax.generation.sampling import check_sampling_args
 from gptjax.model.config import GPTConfig
 from gptjax.tokenizer import PATTERNS
 from gptjax.training import sharding
+from gptjax.training.step import OPTIMIZERS, SCHEDULES
 
 # Every key a training config declares (model keys are GPTConfig's fields).
 SCHEMA: dict[str, tuple[str, ...]] = {
     "data": ("corpus", "val_fraction"),
     "tokenizer": ("path", "vocab_size", "pattern", "specials"),
-    "opt": ("lr", "min_lr", "warmup_steps", "weight_decay", "beta1", "beta2", "grad_clip"),
+    "opt": (
+        "optimizer", "lr", "min_lr", "schedule", "warmup_steps", "cooldown", "weight_decay",
+        "beta1", "beta2", "grad_clip", "muon_lr", "muon_momentum",
+    ),
     "train": (
         "steps", "batch_size", "grad_accum", "steps_per_call", "eval_every", "log_every",
         "checkpoint_every", "keep_checkpoints", "init_from",
     ),
-    "eval": ("device_batch_size", "val_tokens", "train_tokens"),
+    "eval": ("at_start", "device_batch_size", "val_tokens", "train_tokens"),
     "sample": ("prompt", "max_new_tokens", "temperature", "top_k", "top_p", "num_samples"),
     "mesh": ("data", "fsdp"),
 }  # fmt: skip
@@ -120,6 +124,11 @@ def _real(
         raise UserError(f"config.{name}={value!r} must be a number {interval}.")
 
 
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise UserError(f"config.{name}={value!r}: use one of {', '.join(map(repr, choices))}.")
+
+
 def check_config(config: ml_collections.ConfigDict) -> GPTConfig:
     """Validates every key of a training config.
 
@@ -147,9 +156,14 @@ def check_config(config: ml_collections.ConfigDict) -> GPTConfig:
         model_config = GPTConfig(**config.model)
     dtypes = tuple(dict.fromkeys(("float32", model_config.dtype)))
     opt = config.opt
+    _choice("opt.optimizer", opt.optimizer, OPTIMIZERS)
+    _choice("opt.schedule", opt.schedule, SCHEDULES)
     _real("opt.lr", opt.lr, 0, open_low=True, dtypes=dtypes)
     _real("opt.min_lr", opt.min_lr, 0, opt.lr, dtypes=dtypes)
     _int("opt.warmup_steps", opt.warmup_steps, 0)
+    _real("opt.cooldown", opt.cooldown, 0, 1, dtypes=dtypes)
+    _real("opt.muon_lr", opt.muon_lr, 0, open_low=True, dtypes=dtypes)
+    _real("opt.muon_momentum", opt.muon_momentum, 0, 1, open_high=True, dtypes=dtypes)
     _real("opt.weight_decay", opt.weight_decay, 0, dtypes=dtypes)
     _real("opt.beta1", opt.beta1, 0, 1, open_high=True, dtypes=dtypes)
     _real("opt.beta2", opt.beta2, 0, 1, open_high=True, dtypes=dtypes)
@@ -162,6 +176,8 @@ def check_config(config: ml_collections.ConfigDict) -> GPTConfig:
         raise UserError(
             f"config.train.init_from={train.init_from!r} must be a run directory's path, or ''."
         )
+    if not isinstance(config.eval.at_start, bool):
+        raise UserError(f"config.eval.at_start={config.eval.at_start!r} must be True or False.")
     _int("eval.device_batch_size", config.eval.device_batch_size, 1)
     _int("eval.val_tokens", config.eval.val_tokens, 0)
     _int("eval.train_tokens", config.eval.train_tokens, 0)

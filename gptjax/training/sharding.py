@@ -33,7 +33,6 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import optax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp")
@@ -190,14 +189,13 @@ def logical_to_sharding(boxed_tree: Any, mesh: Mesh) -> Any:
     return nn.logical_to_mesh_sharding(specs, mesh, LOGICAL_AXIS_RULES)
 
 
-def train_state_shardings(abstract_state: Any, boxed_params: Any, tx, mesh: Mesh) -> Any:
+def train_state_shardings(abstract_state: Any, boxed_params: Any, mesh: Mesh) -> Any:
     """Where each leaf of a `TrainState` lives: parameters by the rules, optimizer moments like
     their parameters, counters and keys replicated.
 
     Args:
       abstract_state: the state from ``jax.eval_shape`` (unboxed parameters).
       boxed_params: the model's abstract parameters with their logical-axis boxes.
-      tx: the optax transformation that built ``abstract_state.opt_state``.
       mesh: the device mesh.
 
     Returns:
@@ -205,13 +203,26 @@ def train_state_shardings(abstract_state: Any, boxed_params: Any, tx, mesh: Mesh
     """
     params = logical_to_sharding(boxed_params, mesh)
     replicated = NamedSharding(mesh, PartitionSpec())
-    opt_state = optax.tree_map_params(
-        tx,
-        lambda _, sharding: sharding,
-        abstract_state.opt_state,
-        params,
-        transform_non_params=lambda _: replicated,
-    )
+    # A moment sits at its parameter's path inside the optimizer state (``...mu['blocks_0']...``)
+    # and has its shape. Matched by path rather than with ``optax.tree_map_params``, which does
+    # not follow partitioned optimizers such as Muon (its masked subtrees).
+    by_path = {
+        tuple(path): (sharding, leaf.shape)
+        for (path, sharding), leaf in zip(
+            jax.tree_util.tree_flatten_with_path(params)[0],
+            jax.tree_util.tree_leaves(abstract_state.params),
+            strict=True,
+        )
+    }
+
+    def place(path, leaf):
+        for start in range(len(path)):
+            sharding, shape = by_path.get(tuple(path[start:]), (None, None))
+            if sharding is not None and shape == leaf.shape:
+                return sharding
+        return replicated
+
+    opt_state = jax.tree_util.tree_map_with_path(place, abstract_state.opt_state)
     return abstract_state.replace(
         step=replicated, params=params, opt_state=opt_state, rng=replicated
     )

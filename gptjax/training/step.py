@@ -9,9 +9,16 @@ place.
   parameters with two or more dimensions (dense kernels, embedding tables) and never to biases or
   norm scales, even the per-head attention biases of shape (N, H): decaying a bias or a scale
   towards zero does not regularise anything, it only fights the normalisation.
+* ``optimizer="muon"`` instead (Jordan et al. 2024, optax's ``optax.contrib.muon``): the weight
+  matrices of the blocks take Muon's update, their momentum orthogonalised by a Newton-Schulz
+  iteration, at the rate ``muon_lr``; the embeddings, the output head, biases and norm scales
+  keep AdamW at ``lr`` (see `muon_dimensions`). Weight decay then applies to Muon's matrices
+  only.
 * Learning rate: linear warm-up to ``lr`` over ``warmup_steps`` (step s gets
-  ``lr * (s + 1) / (warmup_steps + 1)``, so the first step already learns), then a cosine decay
-  to ``min_lr`` at the last step, as nanoGPT does.
+  ``lr * (s + 1) / (warmup_steps + 1)``, so the first step already learns), then
+  ``schedule="cosine"``: a cosine decay to ``min_lr`` at the last step, as nanoGPT does; or
+  ``schedule="wsd"`` (warm-up, stable, decay): ``lr`` held, then a straight line down to
+  ``min_lr`` over the last ``cooldown`` fraction of the steps.
 * Gradient accumulation: the batch of B sequences is cut into ``grad_accum`` micro-batches of equal
   size whose gradients are averaged, so the update equals that of the whole batch at once (up to
   float rounding) while only one micro-batch's activations are alive at a time.
@@ -28,6 +35,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
+import optax.contrib
 
 from gptjax.model import kernels as model_kernels
 
@@ -57,15 +65,36 @@ class TrainState:
         }
 
 
+OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
+
+
 def learning_rate(
-    step: jax.Array, *, lr: float, min_lr: float, warmup_steps: int, total_steps: int
+    step: jax.Array,
+    *,
+    lr: float,
+    min_lr: float,
+    warmup_steps: int,
+    total_steps: int,
+    schedule: str = "cosine",
+    cooldown: float = 1.0,
 ) -> jax.Array:
-    """Linear warm-up then cosine decay from ``lr`` to ``min_lr`` at ``total_steps``."""
+    """Linear warm-up, then a cosine (or, for "wsd", a held-then-linear) decay to ``min_lr``.
+
+    Both decays reach ``min_lr`` at ``total_steps``, one step after the last step taken. The
+    "wsd" decay starts ``round(cooldown * total_steps)`` steps before that end (never before the
+    warm-up ends).
+    """
     step = jnp.asarray(step, jnp.float32)
     warm = lr * (step + 1.0) / (warmup_steps + 1.0)
-    ratio = jnp.clip((step - warmup_steps) / max(total_steps - warmup_steps, 1), 0.0, 1.0)
-    cosine = min_lr + 0.5 * (1.0 + jnp.cos(math.pi * ratio)) * (lr - min_lr)
-    return jnp.where(step < warmup_steps, warm, cosine)
+    if schedule == "cosine":
+        ratio = jnp.clip((step - warmup_steps) / max(total_steps - warmup_steps, 1), 0.0, 1.0)
+        decayed = min_lr + 0.5 * (1.0 + jnp.cos(math.pi * ratio)) * (lr - min_lr)
+    else:
+        start = max(total_steps - round(cooldown * total_steps), warmup_steps)
+        ratio = jnp.clip((step - start) / max(total_steps - start, 1), 0.0, 1.0)
+        decayed = lr + ratio * (min_lr - lr)
+    return jnp.where(step < warmup_steps, warm, decayed)
 
 
 def decay_mask(params: Any) -> Any:
@@ -82,6 +111,30 @@ def decay_mask(params: Any) -> Any:
     return jax.tree_util.tree_map_with_path(decayed, params)
 
 
+def muon_dimensions(params: Any) -> Any:
+    """How Muon sees each parameter as a matrix (inputs x outputs), or None for AdamW's.
+
+    Muon updates the weight matrices inside the blocks: the MLP's ``fc`` and ``proj`` (already
+    2-D), the attention's ``query``, ``key`` and ``value`` kernels ``(D, N, H)``, as ``D x (N H)``
+    matrices, and its output ``proj`` kernel ``(N, H, D)``, as ``(N H) x D``. Everything else
+    (embeddings, the untied output head, biases, norm scales) is left to AdamW, as in the Muon
+    paper: an embedding is a lookup table, not a map between vector spaces.
+    """
+    from optax.contrib import MuonDimensionNumbers
+
+    def dims(path, p):
+        names = [getattr(k, "key", None) for k in path]
+        if not str(names[0]).startswith("blocks_") or names[-1] != "kernel":
+            return None
+        if p.ndim == 2:
+            return MuonDimensionNumbers(reduction_axis=0, output_axis=1)
+        if names[-2] == "proj":  # (N, H, D): the heads in, the width out
+            return MuonDimensionNumbers(reduction_axis=(0, 1), output_axis=2)
+        return MuonDimensionNumbers(reduction_axis=0, output_axis=(1, 2))  # (D, N, H)
+
+    return jax.tree_util.tree_map_with_path(dims, params)
+
+
 def make_optimizer(
     *,
     lr: float,
@@ -92,28 +145,54 @@ def make_optimizer(
     beta1: float,
     beta2: float,
     grad_clip: float,
+    optimizer: str = "adamw",
+    muon_lr: float = 0.02,
+    muon_momentum: float = 0.95,
+    schedule: str = "cosine",
+    cooldown: float = 1.0,
     kernels: str = "plain",
 ) -> tuple[optax.GradientTransformation, Callable[[jax.Array], jax.Array]]:
-    """Clipping + AdamW with masked decay and the warm-up/cosine schedule.
+    """Clipping + AdamW (or Muon, see the module docstring) with masked decay and the schedule.
+
+    Under Muon the schedule's shape also drives Muon's rate: step s gets
+    ``muon_lr * rate(s) / lr``.
 
     ``kernels="fast"`` clips with `gptjax.model.kernels.clip_by_global_norm` (the same update, one
-    multiply instead of a division per element); ``"plain"`` with optax's.
+    multiply instead of a division per element) and runs Muon as `gptjax.model.kernels.muon`
+    (the same update, faster on a CPU); ``"plain"`` uses optax's.
 
     Returns:
-      (tx, schedule): the optax transformation and the learning rate as a function of the step.
+      (tx, rate): the optax transformation and the (AdamW) learning rate as a function of the
+      step.
     """
 
-    def schedule(step):
+    def rate(step):
         return learning_rate(
-            step, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, total_steps=total_steps
-        )
+            step, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps, total_steps=total_steps,
+            schedule=schedule, cooldown=cooldown,
+        )  # fmt: skip
 
     clip = model_kernels.clip_by_global_norm if kernels == "fast" else optax.clip_by_global_norm
     parts = [clip(grad_clip)] if grad_clip > 0 else []
-    parts.append(
-        optax.adamw(schedule, b1=beta1, b2=beta2, weight_decay=weight_decay, mask=decay_mask)
-    )
-    return optax.chain(*parts), schedule
+    if optimizer == "muon":
+        muon_rate = lambda step: rate(step) * (muon_lr / lr)  # noqa: E731
+        if kernels == "fast":
+            muon = model_kernels.muon(
+                muon_rate, beta=muon_momentum, weight_decay=weight_decay,
+                adam_learning_rate=rate, adam_b1=beta1, adam_b2=beta2, dimensions=muon_dimensions,
+            )  # fmt: skip
+        else:
+            muon = optax.contrib.muon(
+                muon_rate, beta=muon_momentum, weight_decay=weight_decay,
+                adam_learning_rate=rate, adam_b1=beta1, adam_b2=beta2,
+                muon_weight_dimension_numbers=muon_dimensions,
+            )  # fmt: skip
+        parts.append(muon)
+    else:
+        parts.append(
+            optax.adamw(rate, b1=beta1, b2=beta2, weight_decay=weight_decay, mask=decay_mask)
+        )
+    return optax.chain(*parts), rate
 
 
 def create_train_state(

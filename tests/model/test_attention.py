@@ -161,3 +161,30 @@ def test_sowing_changes_neither_the_logits_nor_the_gradients():
     # Without a mutable collection the model returns its logits alone: nothing else is computed.
     jaxpr = jax.make_jaxpr(lambda p: model.apply({"params": p}, tokens))(params)
     assert len(jaxpr.out_avals) == 1
+
+
+def test_qk_norm_scores_are_the_softmax_of_unit_rms_queries_and_keys():
+    cfg = GPTConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=16, qk_norm=True)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 16))
+    mask = attention.causal_mask(jnp.arange(8), 8)
+    layer = MultiHeadAttention(cfg)
+    variables = _shaken(layer.init(jax.random.key(1), x, mask))
+    _, state = layer.apply(variables, x, mask, mutable=["intermediates"])
+    (sown,) = state["intermediates"]["attention_weights"]
+    # Recomputed in float64: each head's q and k divided by their root mean square.
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
+    xs = np.asarray(x, np.float64)
+    q = np.einsum("BTD,DNH->BTNH", xs, p["query"]["kernel"]) + p["query"]["bias"]
+    k = np.einsum("BTD,DNH->BTNH", xs, p["key"]["kernel"]) + p["key"]["bias"]
+    rms = lambda a: a / np.sqrt((a**2).mean(-1, keepdims=True) + 1e-6)  # noqa: E731
+    np.testing.assert_allclose(sown, numpy_probs(rms(q), rms(k)), rtol=1e-5, atol=1e-6)
+    # Hence the scale of the query and key maps no longer matters: times 10, the same output.
+    y, _ = layer.apply(variables, x, mask)
+    scaled = jax.tree.map(lambda a: a, variables)
+    for name in ("query", "key"):
+        for part in ("kernel", "bias"):
+            scaled["params"][name][part] = 10 * scaled["params"][name][part]
+    np.testing.assert_allclose(layer.apply(scaled, x, mask)[0], y, rtol=1e-4, atol=1e-5)
+    plain = GPTConfig(**{**cfg.__dict__, "qk_norm": False})
+    y_plain, _ = MultiHeadAttention(plain).apply(scaled, x, mask)
+    assert np.abs(np.asarray(y_plain) - np.asarray(y)).max() > 1e-2  # without it, it does

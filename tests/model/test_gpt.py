@@ -344,3 +344,35 @@ def test_no_mlp_blocks_are_attention_only():
         rtol=1e-6,
         atol=1e-6,
     )
+
+
+def test_relu2_mlp_is_the_square_of_the_relu():
+    # activation="relu2": the MLP is relu(x W_fc + b_fc)**2 W_proj + b_proj, recomputed in NumPy.
+    from gptjax.model.feedforward import MLP
+
+    cfg = tiny(activation="relu2")
+    x = jax.random.normal(jax.random.key(0), (2, BLOCK, 32))
+    mlp = MLP(cfg)
+    p = nn.unbox(mlp.init(jax.random.key(1), x))["params"]
+    p = jax.tree.map(lambda a: a + 0.1, p)  # biases not zero
+    y = mlp.apply({"params": p}, x)
+    h = np.asarray(x, np.float64) @ np.asarray(p["fc"]["kernel"]) + np.asarray(p["fc"]["bias"])
+    want = np.maximum(h, 0) ** 2 @ np.asarray(p["proj"]["kernel"]) + np.asarray(p["proj"]["bias"])
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    assert (h < 0).mean() > 0.2  # the ReLU did cut
+
+
+@pytest.mark.parametrize("overrides", [dict(activation="relu2"), dict(qk_norm=True)])
+def test_relu2_and_qk_norm_train_through_the_fast_kernels(overrides):
+    # Same logits and gradients from the fast kernels as from the plain ones.
+    plain_model, variables, tokens = build(tiny(**overrides))
+    fast_model = GPT(tiny(kernels="fast", **overrides))
+
+    def loss(model, params):
+        return model.apply({"params": params}, tokens).astype(jnp.float32).std()
+
+    params = nn.unbox(variables)["params"]
+    g_plain = jax.grad(functools.partial(loss, plain_model))(params)
+    g_fast = jax.grad(functools.partial(loss, fast_model))(params)
+    for a, b in zip(jax.tree.leaves(g_plain), jax.tree.leaves(g_fast), strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)

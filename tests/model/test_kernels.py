@@ -169,6 +169,38 @@ def test_clip_by_global_norm_matches_optax(scale):
     assert (norm < 1.0) == (scale < 1)
 
 
+def test_muon_is_optax_muon():
+    # Three steps of the fast Muon and of optax.contrib.muon on a real model's parameters and
+    # gradients (the attention's 3-D kernels included): the same parameters to float rounding.
+    cfg = tiny(kernels="plain")
+    params = GPT(cfg).init(jax.random.key(0), jnp.zeros((1, BLOCK), jnp.int32))["params"]
+    params = nn.unbox(params)
+    rng = np.random.default_rng(0)
+
+    def loss(p, x):
+        logits = GPT(cfg).apply({"params": p}, x[:, :-1], deterministic=True)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, x[:, 1:]).mean()
+
+    batches = [jnp.asarray(rng.integers(0, V, size=(4, BLOCK + 1), dtype=np.int32)) for _ in "abc"]
+    grad, results = jax.jit(jax.grad(loss)), {}
+    for which in ("plain", "fast"):
+        tx, _ = ts.make_optimizer(
+            **{**OPT, "warmup_steps": 0}, total_steps=3, optimizer="muon", muon_lr=0.05,
+            kernels=which,
+        )  # fmt: skip
+        p, state, update = params, tx.init(params), jax.jit(tx.update)
+        for x in batches:
+            updates, state = update(grad(p, x), state, p)
+            p = optax.apply_updates(p, updates)
+        results[which] = p
+    moved = 0.0
+    for a, b, p0 in zip(*(jax.tree.leaves(results[k]) for k in ("plain", "fast")),
+                        jax.tree.leaves(params), strict=True):  # fmt: skip
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+        moved = max(moved, float(jnp.abs(a - p0).max()))
+    assert moved > 0.05  # Muon's steps of rate 0.05 moved the matrices
+
+
 OPT = dict(
     lr=1e-3, min_lr=1e-4, warmup_steps=3, weight_decay=0.1, beta1=0.9, beta2=0.99, grad_clip=1.0
 )
@@ -184,6 +216,23 @@ def test_compiler_options_only_for_fast_kernels_on_cpu():
     assert kernels.compiler_options("step", "plain") is None
     assert kernels.compiler_options("init", "plain") is None
     assert (kernels.compiler_options("step", "fast") is not None) == on_cpu
+
+
+def test_check_compiler_options_give_the_same_checksums_and_finiteness():
+    from gptjax.runs import checkpoint
+    from gptjax.training.metrics import all_finite
+
+    state = jax.jit(_init(tiny(kernels="fast")))()
+    flat = {jax.tree_util.keystr(p): x for p, x in jax.tree.leaves_with_path(state.params)}
+    quick = kernels.CHECK_COMPILER_OPTIONS
+    default = jax.jit(checkpoint._checksums)(flat)
+    assert jax.jit(checkpoint._checksums, compiler_options=quick)(flat) == default
+    assert checkpoint.fingerprints(state.params) == {k: int(v) for k, v in default.items()}
+    broken = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan), state.params)
+    for tree, want in ((state.params, True), (broken, False)):
+        for options in (None, quick):
+            assert bool(jax.jit(all_finite, compiler_options=options)(tree)) is want
+            assert bool(jax.jit(checkpoint._all_finite, compiler_options=options)(tree)) is want
 
 
 def test_init_compiler_options_leave_the_state_bit_identical():

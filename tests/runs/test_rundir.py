@@ -19,6 +19,7 @@ from tiny_runs import PAIR, train_tiny, trained_pair
 
 from gptjax import tokenizer as tk
 from gptjax.errors import UserError
+from gptjax.runs.experiment import config_from_file
 from gptjax.runs.run import flatten, load_run
 from gptjax.runs.rundir import RunDir, read_metrics, upgrade_config
 
@@ -139,15 +140,31 @@ def test_discarding_an_attempt_without_checkpoint_keeps_only_the_config(tmp_path
 
 def test_a_config_saved_with_model_attention_reads_as_the_fast_kernels(tmp_path):
     old = {"seed": 0, "model": {"n_head": 2, "attention": "dot_product"}}
-    assert upgrade_config(old) == {"seed": 0, "model": {"n_head": 2, "kernels": "fast"}}
+    new_keys = {"activation": "gelu", "qk_norm": False}
+    want = {"seed": 0, "model": {"n_head": 2, "kernels": "fast", **new_keys}}
+    assert upgrade_config(old) == want
     assert old["model"]["attention"] == "dot_product"  # the argument is left as it was
-    current = {"seed": 0, "model": {"n_head": 2, "kernels": "plain"}}
+    current = {"seed": 0, "model": {"n_head": 2, "kernels": "plain", **new_keys}}
     assert upgrade_config(current) == current
     assert upgrade_config({"train": {"steps": 3}}) == {"train": {"steps": 3}}
+    # Runs saved before the optimizer's choices and eval.at_start trained with AdamW, the
+    # cosine schedule, and an evaluation at step 0.
+    before = {"opt": {"lr": 1e-3}, "eval": {"device_batch_size": 8}}
+    after = upgrade_config(before)
+    assert after["opt"] == {
+        "lr": 1e-3, "optimizer": "adamw", "schedule": "cosine", "cooldown": 1.0,
+        "muon_lr": 0.02, "muon_momentum": 0.95,
+    }  # fmt: skip
+    assert after["eval"] == {"device_batch_size": 8, "at_start": True}
+    tiny = json.loads(config_from_file(Path(__file__).parents[2] / "configs/tiny.py").to_json())
+    assert upgrade_config(tiny) == tiny  # a current config has them all already
     # Every reader goes through it: RunDir.read_config, hence load_run and load_for_inference.
     (tmp_path / "config.json").write_text(json.dumps(old))
-    assert RunDir(tmp_path).read_config()["model"] == {"n_head": 2, "kernels": "fast"}
-    assert load_run(tmp_path).config == {"seed": 0, "model.n_head": 2, "model.kernels": "fast"}
+    assert RunDir(tmp_path).read_config()["model"] == want["model"]
+    assert load_run(tmp_path).config == {
+        "seed": 0, "model.n_head": 2, "model.kernels": "fast", "model.activation": "gelu",
+        "model.qk_norm": False,
+    }  # fmt: skip
 
 
 def test_tokenizer_and_samples(tmp_path):
@@ -205,7 +222,9 @@ def test_load_run_reads_config_info_and_metrics(tmp_path):
     writer.close()
     run = load_run(tmp_path)
     assert (run.path, run.name, run.info) == (tmp_path, tmp_path.name, {})
-    assert run.config == {"seed": 0, "model.n_head": 2}
+    # (with the model keys added since, at the values such a run trained with)
+    new_keys = {"model.activation": "gelu", "model.qk_norm": False}
+    assert run.config == {"seed": 0, "model.n_head": 2, **new_keys}
     assert run.series("val_bpb") == ([2], [2.5]) and run.last("val_bpb") == 2.5
     run_dir.write_run_info({"param_count": 7})
     assert load_run(tmp_path).info == {"param_count": 7}

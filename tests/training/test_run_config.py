@@ -65,6 +65,12 @@ def test_blocks_without_an_mlp_and_a_model_without_blocks_pass():
         ({"mesh.data": 3}, r"config\.mesh="),  # raised by the mesh
         ({"sample.top_p": 2.0}, "top_p must be in"),  # raised by the sampler's checks
         ({"train.batch_size": 0}, r"config\.train\.batch_size=0 must be an integer >= 1"),
+        ({"opt.optimizer": "sgd"}, r"config\.opt\.optimizer='sgd': use one of 'adamw', 'muon'"),
+        ({"opt.schedule": "linear"}, r"config\.opt\.schedule='linear': use one of 'cosine'"),
+        ({"opt.cooldown": 1.5}, r"config\.opt\.cooldown=1\.5 must be a number in \[0, 1\]"),
+        ({"opt.muon_momentum": 1.0}, r"config\.opt\.muon_momentum=1\.0 must be a number in"),
+        ({"opt.muon_lr": 0.0}, r"config\.opt\.muon_lr=0\.0 must be a number > 0"),
+        ({"eval.at_start": "no"}, r"config\.eval\.at_start='no' must be True or False"),
     ],
 )
 def test_mistakes_found_by_other_modules_are_user_errors_too(overrides, message):

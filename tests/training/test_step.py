@@ -3,6 +3,7 @@
 import collections
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -238,3 +239,108 @@ def test_the_matmul_peak_is_measured_in_the_compute_dtype(monkeypatch):
     ))  # fmt: skip
     assert metrics.measure_matmul_flops(64, repeats=1, dtype="bfloat16") > 0
     assert [jnp.dtype(d) for d in seen] == [jnp.bfloat16]
+
+
+def test_wsd_schedule_matches_closed_form():
+    # Warm-up over 10 steps, then lr held until the last half (55 steps) decays in a straight
+    # line to min_lr at step 110.
+    kw = dict(lr=1.0, min_lr=0.1, warmup_steps=10, total_steps=110, schedule="wsd", cooldown=0.5)
+    for step in (0, 4, 9):
+        assert float(ts.learning_rate(step, **kw)) == pytest.approx((step + 1) / 11)
+    for step in (10, 30, 55):
+        assert float(ts.learning_rate(step, **kw)) == pytest.approx(1.0)
+    for step in (56, 80, 109, 110):
+        want = 1.0 + (step - 55) / 55 * (0.1 - 1.0)
+        assert float(ts.learning_rate(step, **kw)) == pytest.approx(want, rel=1e-6)
+    assert float(ts.learning_rate(500, **kw)) == pytest.approx(0.1)
+    # cooldown=1: the decay starts where the warm-up ends
+    whole = dict(kw, cooldown=1.0)
+    assert float(ts.learning_rate(60, **whole)) == pytest.approx(1.0 + 50 / 100 * (0.1 - 1.0))
+
+
+def test_muon_dimensions_of_the_real_model():
+    cfg = GPTConfig(vocab_size=64, block_size=8, n_layer=2, n_head=2, n_embd=16, bias=True,
+                    tie_embeddings=False)  # fmt: skip
+    params = jax.eval_shape(lambda: GPT(cfg).init(jax.random.key(0), jnp.zeros((1, 8), int)))
+    dims = ts.muon_dimensions(nn.unbox(params["params"]))
+    found = {
+        jax.tree_util.keystr(path): (d.reduction_axis, d.output_axis)
+        for path, d in jax.tree_util.tree_flatten_with_path(
+            dims, is_leaf=lambda x: isinstance(x, optax.contrib.MuonDimensionNumbers)
+        )[0]
+        if d is not None
+    }
+    want = {}
+    for i in range(2):
+        for name in ("query", "key", "value"):
+            want[f"['blocks_{i}']['attn']['{name}']['kernel']"] = (0, (1, 2))
+        want[f"['blocks_{i}']['attn']['proj']['kernel']"] = ((0, 1), 2)
+        want[f"['blocks_{i}']['mlp']['fc']['kernel']"] = (0, 1)
+        want[f"['blocks_{i}']['mlp']['proj']['kernel']"] = (0, 1)
+    assert found == want  # no embedding, head, bias or scale
+
+
+def _newton_schulz(m, steps=5, coeffs=(3.4445, -4.7750, 2.0315)):
+    """The quintic Newton-Schulz iteration of Jordan et al. (2024), in float64 NumPy."""
+    a, b, c = coeffs
+    x = m / (np.linalg.norm(m) + 1e-8)
+    wide = x.shape[0] <= x.shape[1]
+    x = x if wide else x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x if wide else x.T
+
+
+def test_newton_schulz_nearly_orthogonalises():
+    # What the iteration is for: the singular values of the result lie near 1 (within the band
+    # of about 0.7 to 1.2 that its coefficients trade for speed), whatever the input's.
+    m = np.random.default_rng(0).normal(size=(16, 48)) * np.geomspace(0.1, 1, 16)[:, None]
+    s = np.linalg.svd(_newton_schulz(m), compute_uv=False)
+    assert s.min() > 0.6 and s.max() < 1.25, s
+    before = np.linalg.svd(m, compute_uv=False)
+    assert before.max() / before.min() > 10  # the input's are far from equal
+
+
+def test_muon_steps_match_a_numpy_muon():
+    # Three steps of Muon written out in float64 NumPy (Jordan et al. 2024, as optax.contrib
+    # implements it): momentum with Nesterov's look-ahead and bias correction, the quintic
+    # Newton-Schulz iteration of the matrix (the attention's (D, N, H) kernels seen as
+    # D x (N H), its (N, H, D) output as (N H) x D), scaled by sqrt(max(1, fan_out / fan_in)),
+    # plus decoupled decay. The other parameters take AdamW, checked against the same formula
+    # as in test_train_step_matches_a_numpy_adamw.
+    cfg = GPTConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=16, mlp_ratio=2)
+    lr, muon_lr, beta, b1, b2, wd, eps = 1e-2, 0.05, 0.9, 0.9, 0.95, 0.1, 1e-8
+    tx, _ = ts.make_optimizer(
+        lr=lr, min_lr=lr, warmup_steps=0, total_steps=3, weight_decay=wd, beta1=b1, beta2=b2,
+        grad_clip=0.0, optimizer="muon", muon_lr=muon_lr, muon_momentum=beta,
+    )  # fmt: skip
+    state = jax.jit(lambda: ts.create_train_state(GPT(cfg), tx, seed=0, block_size=8))()
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(state.params)]
+    p = [np.asarray(x, np.float64) for x in jax.tree.leaves(state.params)]
+    m, v = [np.zeros_like(x) for x in p], [np.zeros_like(x) for x in p]
+    step = jax.jit(ts.train_step)
+    grads = jax.jit(jax.grad(lambda params, b: ts._loss(params, state.apply_fn, b, None)))
+    for t in range(1, 4):
+        batch = _batch(4, t=8, seed=t, v=64)
+        g = [np.asarray(x, np.float64) for x in jax.tree.leaves(grads(state.params, batch))]
+        state, _ = step(state, batch)
+        for i, (path, gi) in enumerate(zip(paths, g, strict=True)):
+            if "blocks_0" in path and "kernel" in path:
+                m[i] = beta * m[i] + (1 - beta) * gi
+                look = beta * m[i] / (1 - beta ** (t + 1)) + (1 - beta) * gi / (1 - beta**t)
+                shape = p[i].shape
+                if "['attn']['proj']" in path:
+                    matrix = look.reshape(-1, shape[-1])
+                else:
+                    matrix = look.reshape(shape[0], -1)
+                fan_in, fan_out = matrix.shape
+                o = _newton_schulz(matrix).reshape(shape) * math.sqrt(max(1.0, fan_out / fan_in))
+                p[i] = p[i] - muon_lr * (o + wd * p[i])
+            else:  # AdamW with Nesterov's look-ahead, no decay
+                m[i] = b1 * m[i] + (1 - b1) * gi
+                v[i] = b2 * v[i] + (1 - b2) * gi**2
+                look = b1 * m[i] / (1 - b1 ** (t + 1)) + (1 - b1) * gi / (1 - b1**t)
+                p[i] = p[i] - lr * look / (np.sqrt(v[i] / (1 - b2**t)) + eps)
+        for path, want, got in zip(paths, p, jax.tree.leaves(state.params), strict=True):
+            np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6, err_msg=path)
