@@ -2,7 +2,7 @@
 
   GPTJAX_DATA_DIR=/path/to/data python -m gptjax.experiment experiments/speedrun.py
 
-Every variant is configs/speedrun_char.py (350 steps of 12 x 64 tokens, byte-level Tiny
+Every variant is configs/speedrun_char.py (300 steps of 12 x 64 tokens, byte-level Tiny
 Shakespeare, validation loss over every target of the split) with one change:
 
 * ``record``: the config itself; ``record_seed1``: the same with seed 1, the yardstick of chance;
@@ -10,7 +10,8 @@ Shakespeare, validation loss over every target of the split) with one change:
   the block matrices;
 * ``learned_positions``: a learned position table instead of rotary positions;
 * ``cosine``: nanoGPT's cosine decay (to 0 at the last step) instead of the held-then-linear one;
-* ``warmup100``: nanoGPT's 100 warm-up steps instead of 30;
+* ``warmup100``: nanoGPT's 100 warm-up steps instead of 15;
+* ``momentum095``: Muon's momentum at optax's default, 0.95, instead of 0.85;
 * ``relu2`` and ``qk_norm``: two changes tried on top of the record and not adopted (the MLP's
   GELU replaced by ``relu(x)**2``; queries and keys RMS-normalised per head).
 
@@ -35,6 +36,7 @@ VARIANTS = {
     "learned_positions": {"model.pos_encoding": "learned"},
     "cosine": {"opt.schedule": "cosine"},
     "warmup100": {"opt.warmup_steps": 100},
+    "momentum095": {"opt.muon_momentum": 0.95},
     "relu2": {"model.activation": "relu2"},
     "qk_norm": {"model.qk_norm": True},
 }
@@ -42,7 +44,8 @@ SWITCHED_OFF = {
     "adamw": "Muon",
     "learned_positions": "rotary positions",
     "cosine": "the held-then-linear schedule",
-    "warmup100": "the 30-step warm-up",
+    "warmup100": "the 15-step warm-up",
+    "momentum095": "Muon's momentum of 0.85",
 }
 TRIED = {"relu2": "relu(x)**2 in the MLP", "qk_norm": "QK-norm"}
 

@@ -307,8 +307,8 @@ def scale_by_muon(
     The same update as optax's (Nesterov momentum with bias correction, the Newton-Schulz
     iteration of `NS_COEFFS`, ``sqrt(max(1, fan_out / fan_in))``), to float rounding. optax runs
     the iteration under ``jax.vmap``, so even a lone matrix goes through XLA's batched matmul,
-    which XLA:CPU runs several times slower than a plain one on the small matrices of a small
-    model.
+    which XLA:CPU runs far slower than a plain one on the small matrices of a small model
+    (experiments/benchmarks/bench_optimizer_step.py measures both).
 
     Args:
       beta: the momentum's decay.

@@ -72,7 +72,10 @@ def plot_field(runs: Sequence[Run], legend: Sequence[str], field: str, path: Pat
         "(y axis fitted to the last 90% of steps)"
     )
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize=9)
+    # As many columns (up to 3) as the longest label leaves room for across the figure: about
+    # 200 characters of 9-point text fit in its 16 inches.
+    columns = max(1, min(len(labels), 3, 200 // (max(map(len, labels), default=1) + 8)))
+    fig.legend(handles, labels, loc="outside lower center", ncol=columns, fontsize=9)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
