@@ -361,6 +361,8 @@ def test_from_hf_refuses_an_out_that_holds_a_run_or_anything(converted, tmp_path
         (dict(norm="rmsnorm"), "model.norm"),
         (dict(bias=False), "model.bias"),
         (dict(mlp_ratio=0), "model.mlp_ratio"),
+        (dict(activation="relu2"), "model.activation"),
+        (dict(qk_norm=True), "model.qk_norm"),
     ],
 )
 def test_to_hf_refuses_what_gpt2_cannot_express(tmp_path, capsys, change, key):
