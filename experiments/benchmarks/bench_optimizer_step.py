@@ -5,7 +5,7 @@
 Times the jitted training step of configs/speedrun_char.py's model (4 layers, width 128, rotary
 positions, the fast model kernels, batch 12 x 64 tokens, 25 steps per call as one ``lax.scan``) on
 random tokens, with three optimizers: AdamW, ``optax.contrib.muon`` (what ``kernels="plain"``
-runs) and ``gptjax.model.kernels.muon`` (``kernels="fast"``, the same update). Then it times
+runs) and ``gptjax.model.muon_kernel.muon`` (``kernels="fast"``, the same update). Then it times
 Muon's Newton-Schulz iteration alone over the model's 24 block matrices (16 of 128 x 128, 8 of
 128 x 512) three ways: one plain 2-D chain per matrix (ours), the matrices stacked into two
 batched iterations, and the plain chains in bfloat16. Prints the float32 matmul peak first.
@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from gptjax.model import GPT, kernels  # noqa: E402
+from gptjax.model import GPT, kernels, muon_kernel  # noqa: E402
 from gptjax.model.config import GPTConfig  # noqa: E402
 from gptjax.runs.experiment import config_from_file  # noqa: E402
 from gptjax.training import step as ts  # noqa: E402
@@ -63,7 +63,7 @@ def newton_schulz_ms(repeats: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     square = [jnp.asarray(rng.normal(size=(128, 128)), jnp.float32) for _ in range(16)]
     wide = [jnp.asarray(rng.normal(size=(128, 512)), jnp.float32) for _ in range(8)]
-    a, b, c = kernels.NS_COEFFS
+    a, b, c = muon_kernel.NS_COEFFS
 
     def batched(x):
         x = x / (jnp.linalg.norm(x, axis=(-2, -1), keepdims=True) + 1e-8)
@@ -72,7 +72,7 @@ def newton_schulz_ms(repeats: int) -> dict[str, float]:
             x = a * x + (b * gram + c * gram @ gram) @ x
         return x
 
-    one_by_one = jax.jit(lambda ms: [kernels._newton_schulz(m, 5, 1e-8) for m in ms])
+    one_by_one = jax.jit(lambda ms: [muon_kernel._newton_schulz(m, 5, 1e-8) for m in ms])
     stacked = jax.jit(lambda s, w: (batched(s), batched(w)))
     every = square + wide
     half = [m.astype(jnp.bfloat16) for m in every]
@@ -99,7 +99,7 @@ def main() -> None:
     for name, optimizer, which in (
         ("AdamW", "adamw", "fast"),
         ("Muon, optax.contrib.muon (kernels=plain)", "muon", "plain"),
-        ("Muon, gptjax.model.kernels.muon (kernels=fast)", "muon", "fast"),
+        ("Muon, gptjax.model.muon_kernel.muon (kernels=fast)", "muon", "fast"),
     ):
         ms = step_ms(model_config, opt, optimizer, which, args.batch_size, args.calls)
         print(f"  {name}: {ms:.1f} ms/step")

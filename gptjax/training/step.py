@@ -38,6 +38,7 @@ import optax
 import optax.contrib
 
 from gptjax.model import kernels as model_kernels
+from gptjax.model import muon_kernel
 
 
 @flax.struct.dataclass
@@ -158,7 +159,7 @@ def make_optimizer(
     ``muon_lr * rate(s) / lr``.
 
     ``kernels="fast"`` clips with `gptjax.model.kernels.clip_by_global_norm` (the same update, one
-    multiply instead of a division per element) and runs Muon as `gptjax.model.kernels.muon`
+    multiply instead of a division per element) and runs Muon as `gptjax.model.muon_kernel.muon`
     (the same update, faster on a CPU); ``"plain"`` uses optax's.
 
     Returns:
@@ -177,7 +178,7 @@ def make_optimizer(
     if optimizer == "muon":
         muon_rate = lambda step: rate(step) * (muon_lr / lr)  # noqa: E731
         if kernels == "fast":
-            muon = model_kernels.muon(
+            muon = muon_kernel.muon(
                 muon_rate, beta=muon_momentum, weight_decay=weight_decay,
                 adam_learning_rate=rate, adam_b1=beta1, adam_b2=beta2, dimensions=muon_dimensions,
             )  # fmt: skip
