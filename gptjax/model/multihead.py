@@ -16,7 +16,7 @@ Choices:
   the residual initialisation normal(0.02 / sqrt(2 L)) of GPT-2. Three separate maps keep GPT-2's
   three q, k, v parameter names.
 * QK-norm (``GPTConfig.qk_norm``), when on, divides each head's q and k by their root mean square
-  (`rms_normalize`), so every score is at most ``sqrt(H)`` in size.
+  (Flax's ``nn.RMSNorm`` without a scale), so every score is at most ``sqrt(H)`` in size.
 * RoPE, when on, rotates q and k after projection (tables built once per forward pass, passed in).
 * With a KV cache, the new keys and values are written at slots ``index .. index+T-1`` of the
   fixed-size (block_size) cache with ``lax.dynamic_update_slice``, and the queries attend over the
@@ -45,13 +45,6 @@ from gptjax.model import attention, kernels
 from gptjax.model.config import GPTConfig
 from gptjax.model.feedforward import dense, residual_std
 from gptjax.model.positional import apply_rope
-
-
-def rms_normalize(x_BTNH: jax.Array, eps: float = 1e-6) -> jax.Array:
-    """Each head's vector divided by its root mean square (QK-norm; no learned scale)."""
-    x = x_BTNH.astype(jnp.float32)
-    x = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
-    return x.astype(x_BTNH.dtype)
 
 
 class MultiHeadAttention(nn.Module):
@@ -92,8 +85,9 @@ class MultiHeadAttention(nn.Module):
         q_BTNH = dense(cfg, heads, axes, name="query")(x_BTD)
         k_BTNH = dense(cfg, heads, axes, name="key")(x_BTD)
         v_BTNH = dense(cfg, heads, axes, name="value")(x_BTD)
-        if cfg.qk_norm:
-            q_BTNH, k_BTNH = rms_normalize(q_BTNH), rms_normalize(k_BTNH)
+        if cfg.qk_norm:  # Flax's RMSNorm without its scale: each head's vector over its RMS
+            rms = nn.RMSNorm(epsilon=1e-6, use_scale=False, dtype=cfg.jnp_dtype, name="qk_norm")
+            q_BTNH, k_BTNH = rms(q_BTNH), rms(k_BTNH)
         if rope_TH is not None:
             q_BTNH = apply_rope(q_BTNH, *rope_TH)
             k_BTNH = apply_rope(k_BTNH, *rope_TH)
